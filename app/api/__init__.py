@@ -1,0 +1,1 @@
+"""The HTTP layer: create_app(), routes and schemas."""

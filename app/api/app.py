@@ -1,0 +1,46 @@
+"""create_app(): the FastAPI application; its lifespan owns the worker pool and the state store."""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from .. import __version__
+from ..config import Settings, get_settings
+from ..engine import Engine
+from . import errors
+from .routes import meta, process
+
+log = logging.getLogger("imgsrv")
+
+DESCRIPTION = """Image processing on a pool of workers: resize, split, blur, grayscale, threshold, crop,
+redact, rotate, flip, face detection and anonymisation, and JPEG/PNG/WebP encoding.
+
+Paths in requests are on the server, relative to the data root (`IMGSRV_DATA_ROOT`).
+Operations are objects (`{"op": "blur", "kernel": 5}`) or strings (`blur=5`,
+`crop=bottom:100`, `faces=action:blur,min_neighbors:3`); `GET /operations` lists them all.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The application; nothing is started until its lifespan runs."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        s = settings or get_settings()
+        engine = await run_in_threadpool(Engine, s)
+        app.state.engine = engine
+        log.info("imgsrv %s: data root %s, %s executor with %d workers", __version__, s.data_root,
+                 s.executor, engine.executor.workers)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(engine.close)
+
+    app = FastAPI(title="imgsrv", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    errors.install(app)
+    app.include_router(process.router)
+    app.include_router(meta.router)
+    return app

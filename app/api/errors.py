@@ -1,0 +1,86 @@
+"""Domain errors to HTTP answers, in one place.
+
+Field errors (422, 403) answer FastAPI's usual shape, ``{"detail": [{"loc", "msg", "type"}]}``,
+with a ``field`` in the request's own spelling (``operations[2].kernel``) added to each entry
+and a one-line ``message``. Other refusals (413, 429, 404) answer ``{"detail": TEXT}``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from ..errors import QueueFull, RequestError
+from ..operations import OPERATIONS
+
+
+def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    """``('body', 'operations', 2, 'blur', 'kernel')`` -> ``operations[2].kernel``.
+
+    The discriminator tag pydantic puts after an operation's index is left out.
+    """
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "form"):
+        parts = parts[1:]
+    out = ""
+    prev: Any = None
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif isinstance(prev, int) and p in OPERATIONS and "operations" in out:
+            pass  # the union's tag, not a field
+        else:
+            out += ("." if out else "") + str(p)
+        prev = p
+    return out or "body"
+
+
+def _entry(loc: list[Any], msg: str, typ: str, field: str) -> dict[str, Any]:
+    return {"loc": loc, "msg": msg, "type": typ, "field": field}
+
+
+def validation_response(errors: list[dict[str, Any]]) -> JSONResponse:
+    detail = []
+    for err in errors:
+        field = field_name(err.get("loc", ()))
+        msg = err.get("msg", "invalid")
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        detail.append(_entry(list(err.get("loc", ())), msg, err.get("type", "value_error"), field))
+    message = "; ".join(f"{d['field']}: {d['msg']}" for d in detail[:5])
+    return JSONResponse({"detail": jsonable_encoder(detail), "message": message}, status_code=422)
+
+
+def request_error_response(exc: RequestError) -> JSONResponse:
+    headers = {}
+    if isinstance(exc, QueueFull):
+        headers["Retry-After"] = str(exc.retry_after)
+    if exc.field is not None:
+        loc = ["body", *_loc_of(exc.field)]
+        body: dict[str, Any] = {"detail": [_entry(loc, exc.message, exc.code, exc.field)],
+                                "message": f"{exc.field}: {exc.message}"}
+    else:
+        body = {"detail": exc.message, "code": exc.code}
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
+def _loc_of(field: str) -> list[Any]:
+    """``images[0].input`` -> ``['images', 0, 'input']``."""
+    loc: list[Any] = []
+    for part in field.replace("]", "").replace("[", ".").split("."):
+        if part:
+            loc.append(int(part) if part.isdigit() else part)
+    return loc
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_response(list(exc.errors()))
+
+    @app.exception_handler(RequestError)
+    async def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
+        return request_error_response(exc)

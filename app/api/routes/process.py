@@ -1,0 +1,108 @@
+"""POST /process (and py-image-server's POST /items/), POST /plan."""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from fastapi import APIRouter, Body
+from starlette.concurrency import run_in_threadpool
+
+from ...engine import Engine
+from ...errors import TooManyImages
+from ...planning import PlannedImage, build_pipeline, plan_images
+from ...worker import Output, Report
+from ..deps import EngineDep
+from ..schemas import (PROCESS_EXAMPLE, ErrorInfo, ImageResult, OutputResult, PlannedImageModel, PlanResponse,
+                       ProcessRequest, ProcessResponse, Summary)
+
+router = APIRouter(tags=["process"])
+
+REFUSALS = {
+    403: {"description": "a path leads outside the data root"},
+    413: {"description": "more images than IMGSRV_MAX_IMAGES_PER_REQUEST; use a job"},
+    422: {"description": "invalid body, operation or parameter; the field is named"},
+    429: {"description": "the worker queue is full; see Retry-After"},
+}
+
+ProcessBody = Body(openapi_examples={
+    "quadrants": {"summary": "py-image-server request", "value": PROCESS_EXAMPLE},
+    "camera-trap": {"summary": "camera-trap clean-up (crop the info bar, black out the logo)", "value": {
+        "images": [{"input": "testimages/coffee.jpg", "output": "testoutput/coffee_clean.jpg"}],
+        "operations": ["crop=bottom:40", "redact=0,-60,120,60", "quality=75"]}},
+    "faces": {"summary": "blur faces", "value": {
+        "images": [{"input": "testimages/astronaut.jpg", "output": "testoutput/astronaut_anon.jpg"}],
+        "operations": ["faces=blur"]}},
+})
+
+
+def plan_request(body: ProcessRequest, engine: Engine) -> list[PlannedImage]:
+    """Validate paths and names (blocking filesystem look-ups: call in a thread)."""
+    s = engine.settings
+    if len(body.images) > s.max_images_per_request:
+        raise TooManyImages(f"{len(body.images)} images in one request; at most {s.max_images_per_request} "
+                            f"(submit a job for more)")
+    pipeline = build_pipeline(body.operations, body.options.metadata, s.max_pixels)
+    return plan_images([(im.input, im.output) for im in body.images], pipeline, str(s.data_root), s.max_pixels)
+
+
+def _outputs(names: Sequence[str], outputs: Sequence[Output]) -> list[OutputResult]:
+    return [OutputResult(path=name, width=o.width, height=o.height, bytes=o.bytes, faces=o.faces)
+            for name, o in zip(names, outputs)]
+
+
+def build_response(planned: Sequence[PlannedImage], reports: Sequence[Report], recorded: dict[int, list],
+                   elapsed_ms: float) -> ProcessResponse:
+    results = []
+    for p, rep in zip(planned, reports):
+        outs = recorded.get(p.index, []) if rep.status == "skipped" else rep.outputs
+        results.append(ImageResult(
+            input=p.input, status=rep.status, input_bytes=rep.input_bytes, outputs=_outputs(p.outputs, outs),
+            error=ErrorInfo(code=rep.error_code, message=rep.error_message) if rep.status == "error" else None,
+            elapsed_ms=rep.elapsed_ms))
+    return ProcessResponse(results=results, summary=summarize(results, elapsed_ms))
+
+
+def summarize(results: Sequence[ImageResult], elapsed_ms: float) -> Summary:
+    ok = [r for r in results if r.status == "ok"]
+    in_bytes = sum(r.input_bytes for r in ok)
+    out_bytes = sum(o.bytes for r in ok for o in r.outputs)
+    return Summary(images=len(results), succeeded=len(ok), failed=sum(r.status == "error" for r in results),
+                   skipped=sum(r.status == "skipped" for r in results), outputs=sum(len(r.outputs) for r in ok),
+                   input_bytes=in_bytes, output_bytes=out_bytes,
+                   compression_ratio=round(out_bytes / in_bytes, 4) if in_bytes else None,
+                   elapsed_ms=round(elapsed_ms, 3))
+
+
+async def process_request(body: ProcessRequest, engine: Engine) -> ProcessResponse:
+    start = time.perf_counter()
+    planned = await run_in_threadpool(plan_request, body, engine)
+    recorded = await run_in_threadpool(engine.with_expectations, planned, body.options.skip_existing)
+    engine.admit(len(planned))
+    reports = await engine.run(planned)
+    await run_in_threadpool(engine.record, planned, reports)
+    return build_response(planned, reports, recorded, (time.perf_counter() - start) * 1000.0)
+
+
+@router.post("/process", response_model=ProcessResponse, responses=REFUSALS)
+async def process(engine: EngineDep, body: ProcessRequest = ProcessBody) -> ProcessResponse:
+    """Run the operations on every image; one result per image, in request order.
+
+    A bad image gets status ``error`` with a code and does not stop the others. A refused
+    request (422, 403, 413, 429) writes nothing.
+    """
+    return await process_request(body, engine)
+
+
+@router.post("/items/", response_model=ProcessResponse, responses=REFUSALS)
+async def items(engine: EngineDep, body: ProcessRequest = ProcessBody) -> ProcessResponse:
+    """The original py-image-server route: the same as ``POST /process``."""
+    return await process_request(body, engine)
+
+
+@router.post("/plan", response_model=PlanResponse, responses={k: REFUSALS[k] for k in (403, 413, 422)})
+async def plan(engine: EngineDep, body: ProcessRequest = ProcessBody) -> PlanResponse:
+    """The normalised operations and the files each image would write; no image is read or written."""
+    planned = await run_in_threadpool(plan_request, body, engine)
+    ops = planned[0].task.pipeline.normalized() if planned else []
+    return PlanResponse(operations=ops, outputs=sum(len(p.outputs) for p in planned),
+                        images=[PlannedImageModel(input=p.input, output=p.output, outputs=p.outputs) for p in planned])

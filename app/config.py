@@ -1,0 +1,47 @@
+"""Settings, read from the environment with the ``IMGSRV_`` prefix."""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Construct directly in tests, from the environment otherwise."""
+
+    model_config = SettingsConfigDict(env_prefix="IMGSRV_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8888, ge=0, le=65535)
+    data_root: Path = Field(default_factory=Path.cwd, description="every request path resolves under it")
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    executor: str = Field("process", description="process, thread or dask://HOST:PORT")
+    max_pixels: int = Field(100_000_000, ge=1)
+    max_images_per_request: int = Field(1000, ge=1)
+    max_upload_bytes: int = Field(52_428_800, ge=1)
+    max_queue: int = Field(10_000, ge=0)
+    state_dir: Path | None = Field(None, description="job database folder; default DATA_ROOT/.imgsrv")
+    task_timeout: float | None = Field(300.0, gt=0, description="seconds one image may take before its worker is replaced")
+    log_level: str = "info"
+
+    @field_validator("executor")
+    @classmethod
+    def _known_executor(cls, v: str) -> str:
+        if v in ("process", "thread") or v.startswith("dask://"):
+            return v
+        raise ValueError("executor must be 'process', 'thread' or 'dask://HOST:PORT'")
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> "Settings":
+        self.data_root = Path(os.path.realpath(self.data_root))
+        if self.state_dir is None:
+            self.state_dir = self.data_root / ".imgsrv"
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,80 @@
+"""The engine the API, the job runner and the CLI share: an executor, the manifest, and the
+admission limit of the worker queue."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from collections.abc import Sequence
+
+from .config import Settings
+from .errors import QueueFull
+from .executor import Executor, make_executor
+from .planning import PlannedImage
+from .store import Store
+from .worker import Report
+
+
+class Engine:
+    def __init__(self, settings: Settings, executor: Executor | None = None, store: Store | None = None):
+        self.settings = settings
+        self.executor = executor or make_executor(settings.executor, settings.workers, settings.task_timeout)
+        self.store = store or Store(settings.state_dir)  # type: ignore[arg-type]
+        self._pending = 0  # images submitted by /process and not finished
+        self._lock = threading.Lock()
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def admit(self, count: int) -> None:
+        """Reserve room for ``count`` images or refuse with 429 when too many would wait."""
+        with self._lock:
+            waiting = self._pending + count - self.executor.workers
+            if waiting > self.settings.max_queue:
+                raise QueueFull(f"{self._pending} images are in the queue; at most "
+                                f"{self.settings.max_queue} may wait for a worker", retry_after=self.retry_after())
+            self._pending += count
+
+    def release(self, count: int) -> None:
+        with self._lock:
+            self._pending -= count
+
+    def retry_after(self) -> int:
+        """Seconds after which a refused client may try again: a rough drain time of the queue."""
+        return max(1, min(60, self._pending // max(1, self.executor.workers * 20)))
+
+    def with_expectations(self, planned: Sequence[PlannedImage], skip_existing: bool) -> dict[int, list]:
+        """Attach the manifest's record to tasks whose outputs may be up to date (blocking: run in a thread).
+
+        Returns the recorded outputs by image index, to report for skipped images.
+        """
+        recorded: dict[int, list] = {}
+        if not skip_existing:
+            return recorded
+        digest = planned[0].task.pipeline.digest() if planned else ""
+        for p in planned:
+            found = self.store.expected(p.task.outputs, digest)
+            if found is not None:
+                p.task = dataclasses.replace(p.task, expected=found[0])
+                recorded[p.index] = found[1]
+        return recorded
+
+    def record(self, planned: Sequence[PlannedImage], reports: Sequence[Report]) -> None:
+        """Remember what the succeeded images wrote (blocking: run in a thread)."""
+        for p, rep in zip(planned, reports):
+            if rep.status == "ok" and rep.input_hash:
+                self.store.record(rep.input_hash, p.task.pipeline.digest(), rep.outputs)
+
+    async def run(self, planned: Sequence[PlannedImage]) -> list[Report]:
+        """Run admitted images on the pool; results in request order."""
+        futures = []
+        for p in planned:
+            fut = self.executor.submit(p.task)
+            fut.add_done_callback(lambda _f: self.release(1))  # room frees up image by image
+            futures.append(asyncio.wrap_future(fut))
+        return list(await asyncio.gather(*futures))
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.store.close()

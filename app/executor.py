@@ -1,0 +1,117 @@
+"""Pool backends behind one interface: ``submit(task) -> Future[Report]`` that never fails.
+
+- ``process`` (default): a pebble ProcessPool. A worker that dies (segfault, OOM kill) fails
+  only the task it held, with ``worker_crashed``; pebble starts a new worker and the pool
+  keeps serving. A task over the time limit is ``timeout`` and its worker is replaced.
+- ``thread``: a thread pool in the server process (OpenCV releases the GIL); no crash
+  isolation, and a task over the time limit is reported but cannot be stopped.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from pebble import ProcessExpired, ProcessPool
+
+from .worker import Report, Task, init_worker, run_task
+
+log = logging.getLogger("imgsrv.executor")
+
+
+class Executor:
+    """A pool of workers running ``run_task``."""
+
+    kind = "base"
+
+    def __init__(self, workers: int, task_timeout: float | None = None):
+        self.workers = workers
+        self.task_timeout = task_timeout
+        self.crashes = 0  # workers lost (crash or time limit) and replaced
+        self._lock = threading.Lock()
+
+    def submit(self, task: Task) -> "Future[Report]":
+        out: Future[Report] = Future()
+        try:
+            inner = self._submit(task)
+        except Exception as exc:  # the pool itself refused (shutting down, ...)
+            out.set_result(Report.failure("worker_crashed", f"the worker pool is unavailable: {exc}"))
+            return out
+        inner.add_done_callback(lambda f: out.set_result(self._report(f)))
+        return out
+
+    def _report(self, fut: Future) -> Report:
+        try:
+            return fut.result()
+        except FutureTimeout:
+            self._count_crash()
+            return Report.failure("timeout", f"the image took longer than {self.task_timeout:g} s; its worker was replaced")
+        except ProcessExpired as exc:
+            self._count_crash()
+            log.warning("a worker died while processing an image (exit code %s); a new one takes its place",
+                        exc.exitcode)
+            return Report.failure("worker_crashed", f"the worker processing this image died (exit code {exc.exitcode})")
+        except Exception as exc:  # a bug in the worker, or the pool broke
+            log.exception("a task failed unexpectedly")
+            return Report.failure("worker_crashed", f"the worker failed: {type(exc).__name__}: {exc}")
+
+    def _count_crash(self) -> None:
+        with self._lock:
+            self.crashes += 1
+
+    def _submit(self, task: Task) -> Future:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def shutdown(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class ProcessExecutor(Executor):
+    kind = "process"
+
+    def __init__(self, workers: int, task_timeout: float | None = None):
+        super().__init__(workers, task_timeout)
+        # Workers are forked from a clean fork server, not from the server process with its
+        # event loop and threads; the server preloads the worker code once.
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["app.worker"])
+        self._pool = ProcessPool(max_workers=workers, initializer=init_worker, context=ctx)
+
+    def _submit(self, task: Task) -> Future:
+        return self._pool.schedule(run_task, args=(task,), timeout=self.task_timeout)
+
+    def shutdown(self) -> None:
+        self._pool.close()
+        self._pool.join(timeout=30)
+        if self._pool.active:  # pragma: no cover - only when a task hangs at shutdown
+            self._pool.stop()
+            self._pool.join()
+
+
+class ThreadExecutor(Executor):
+    kind = "thread"
+
+    def __init__(self, workers: int, task_timeout: float | None = None):
+        super().__init__(workers, task_timeout)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgsrv-worker",
+                                        initializer=init_worker)
+
+    def _submit(self, task: Task) -> Future:
+        return self._pool.submit(run_task, task)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+def make_executor(kind: str, workers: int, task_timeout: float | None = None) -> Executor:
+    if kind == "process":
+        return ProcessExecutor(workers, task_timeout)
+    if kind == "thread":
+        return ThreadExecutor(workers, task_timeout)
+    if kind.startswith("dask://"):
+        from .dask_executor import DaskExecutor  # optional dependency
+
+        return DaskExecutor(kind, workers, task_timeout)
+    raise ValueError(f"unknown executor {kind!r}")

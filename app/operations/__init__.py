@@ -1,0 +1,105 @@
+"""The operations: one pydantic model each, a registry, and the parser of both syntaxes.
+
+An operation is given as an object ``{"op": NAME, ...params}`` or as a string ``NAME``,
+``NAME=SHORTHAND`` or ``NAME=key:value,...``. Strings are tokenised into the same object
+and validated by the same model, so both forms give the same errors.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Union
+
+from pydantic import Field, TypeAdapter
+from pydantic_core import PydanticCustomError
+
+from .base import Context, Item, Operation, ShorthandError, key_values
+from .encode import Encode
+from .filters import Blur, Grayscale, Threshold
+from .geometry import Crop, Flip, Resize, Rotate, Split
+from .redact import Faces, Redact
+
+OPERATION_CLASSES: tuple[type[Operation], ...] = (
+    Resize, Split, Blur, Grayscale, Threshold, Crop, Redact, Rotate, Flip, Faces, Encode)
+OPERATIONS: dict[str, type[Operation]] = {cls.name(): cls for cls in OPERATION_CLASSES}
+
+# Spellings of the original py-image-server: NAME -> (operation, parameters for a true value).
+ALIASES: dict[str, str] = {"splitquadrants": "split", "quality": "encode"}
+
+# NAME=False (or None) turns an operation off, as py-image-server's split=False did.
+OFF_VALUES = frozenset({"false", "none", "null", "no", "off"})
+
+AnyOperation = Annotated[Union[tuple(OPERATION_CLASSES)], Field(discriminator="op")]  # type: ignore[valid-type]
+_ADAPTER: TypeAdapter[Operation] = TypeAdapter(AnyOperation)
+
+
+def _unknown(name: str) -> PydanticCustomError:
+    return PydanticCustomError(
+        "unknown_operation", "unknown operation '{name}'; valid operations: {valid}",
+        {"name": name, "valid": ", ".join(OPERATIONS)})
+
+
+def tokenize(value: Any) -> dict[str, Any] | None:
+    """One request item to the object form; None when the item turns the operation off.
+
+    Raises PydanticCustomError (a 422 naming the item) for what cannot be read.
+    """
+    if isinstance(value, Operation):
+        return value.model_dump()
+    if isinstance(value, dict):
+        name = value.get("op")
+        if not isinstance(name, str):
+            raise PydanticCustomError("missing_op", 'an operation object needs "op" naming the operation; '
+                                      "valid operations: {valid}", {"valid": ", ".join(OPERATIONS)})
+        if name not in OPERATIONS:
+            raise _unknown(name)
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("operation_type", "an operation is a string like {string} or an object "
+                                  "like {object}", {"string": '"blur=5"', "object": '{"op": "blur", "kernel": 5}'})
+    text = value.strip()
+    name, sep, arg = text.partition("=")
+    name, arg = name.strip(), arg.strip()
+    key = name.lower()
+    canonical = ALIASES.get(key) or next((n for n in OPERATIONS if n.lower() == key), None)
+    if canonical is None:
+        raise _unknown(name)
+    cls = OPERATIONS[canonical]
+    if not sep:
+        return {"op": canonical}
+    if arg.lower() in OFF_VALUES:
+        return None
+    if arg.lower() == "true" and canonical != "encode":
+        return {"op": canonical}
+    try:
+        if key == "quality":
+            params = {"quality": arg}
+        elif ":" in arg and "," not in arg.split(":", 1)[0]:
+            params = key_values(arg)
+        else:
+            params = cls.shorthand(arg)
+    except ShorthandError as exc:
+        raise PydanticCustomError("invalid_shorthand", "{op}: {problem}",
+                                  {"op": canonical, "problem": str(exc)}) from None
+    if "op" in params:
+        raise PydanticCustomError("invalid_shorthand", "{op}: 'op' is not a parameter", {"op": canonical})
+    return {"op": canonical, **params}
+
+
+def parse_operation(value: Any) -> Operation | None:
+    """Validate one operation given in either syntax (raises pydantic.ValidationError)."""
+    data = tokenize(value)
+    return None if data is None else _ADAPTER.validate_python(data)
+
+
+def describe_operations() -> list[dict[str, Any]]:
+    """The listing of GET /operations."""
+    out = []
+    for name, cls in OPERATIONS.items():
+        doc = (cls.__doc__ or "").strip()
+        out.append({"name": name, "summary": doc.splitlines()[0] if doc else "", "description": doc,
+                    "examples": list(cls.examples), "fans_out": cls is Split,
+                    "schema": cls.model_json_schema()})
+    return out
+
+
+__all__ = ["AnyOperation", "Context", "Item", "Operation", "OPERATIONS", "OPERATION_CLASSES",
+           "describe_operations", "parse_operation", "tokenize"]

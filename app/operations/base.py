@@ -1,0 +1,143 @@
+"""What every operation shares: the model base class, the item that flows through a pipeline,
+and the tokeniser of the string form."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from ..imaging.geometry import Box
+
+
+@dataclass
+class Item:
+    """One image on its way through the pipeline.
+
+    ``suffix`` grows by one tile index per fan-out (split), and names the output file;
+    ``faces`` holds the boxes the last ``faces`` operation found (None: none ran).
+    """
+
+    image: np.ndarray
+    suffix: tuple[int, ...] = ()
+    faces: list[Box] | None = field(default=None)
+
+    def with_image(self, image: np.ndarray) -> "Item":
+        return replace(self, image=image)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Limits that apply while a pipeline runs."""
+
+    max_pixels: int = 100_000_000
+
+
+class ShorthandError(ValueError):
+    """The text after ``NAME=`` cannot be read."""
+
+
+class Operation(BaseModel):
+    """Base of every operation model: parameters are validated here, pixels change in ``apply``.
+
+    Subclasses set ``op: Literal[NAME]`` and describe their string form in ``shorthand``.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    #: examples of the string form, shown in GET /operations and in the docs
+    examples: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        # ``op`` has a default so that code can write Blur(kernel=3), but a request must name it.
+        schema = handler(core_schema)
+        target = handler.resolve_ref_schema(schema)
+        required = target.setdefault("required", [])
+        if "op" not in required:
+            required.insert(0, "op")
+        target.get("properties", {}).get("op", {}).pop("default", None)
+        return schema
+
+    @classmethod
+    def shorthand(cls, text: str) -> dict[str, Any]:
+        """Parameters of the positional string form ``NAME=TEXT``."""
+        raise ShorthandError(f"takes no positional value; use {cls.name()}=key:value,...")
+
+    @classmethod
+    def name(cls) -> str:
+        return cls.model_fields["op"].default
+
+    def fanout(self) -> int:
+        """How many items each incoming item becomes."""
+        return 1
+
+    def apply(self, item: Item, ctx: Context) -> list[Item]:
+        return [item.with_image(self.transform(item.image, ctx))]
+
+    def transform(self, image: np.ndarray, ctx: Context) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` outside brackets: ``color:[0,0,255],mode:fill`` gives two parts."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+        if ch == sep and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return [p.strip() for p in parts]
+
+
+def scalar(text: str) -> Any:
+    """A value of the string form: a JSON number, boolean, null or list, else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def key_values(text: str) -> dict[str, Any]:
+    """``key:value,key:value`` to a dict (values through ``scalar``)."""
+    out: dict[str, Any] = {}
+    for part in split_top_level(text):
+        key, sep, value = part.partition(":")
+        if not sep or not key.strip():
+            raise ShorthandError(f"expected key:value, got {part!r}")
+        key = key.strip()
+        if key in out:
+            raise ShorthandError(f"parameter {key!r} is given twice")
+        out[key] = scalar(value.strip())
+    return out
+
+
+def ints(text: str, count: int, what: str) -> list[int]:
+    """Exactly ``count`` comma-separated integers."""
+    parts = split_top_level(text)
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise ShorthandError(f"expected {what} as {count} integers, got {text!r}") from None
+    if len(values) != count:
+        raise ShorthandError(f"expected {what} as {count} integers, got {len(values)}")
+    return values
+
+
+def size_pair(text: str) -> tuple[int | None, int | None]:
+    """``800x600``, ``800x`` or ``x600``."""
+    a, sep, b = text.lower().partition("x")
+    if not sep:
+        raise ShorthandError(f"expected WIDTHxHEIGHT, got {text!r}")
+    try:
+        return (int(a) if a else None), (int(b) if b else None)
+    except ValueError:
+        raise ShorthandError(f"expected WIDTHxHEIGHT, got {text!r}") from None

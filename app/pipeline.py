@@ -1,0 +1,82 @@
+"""A pipeline is a plain list of operations applied in order; fan-out multiplies the items.
+
+No I/O here: ``run`` takes a decoded image and returns the items to encode.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .operations import Context, Item, Operation
+from .operations.encode import Encode
+from .operations.geometry import Resize
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The validated operations of a request (no-ops already dropped) and how outputs are written."""
+
+    operations: tuple[Operation, ...]
+    metadata: str = "keep"
+
+    @property
+    def encode(self) -> Encode:
+        """The last ``encode`` of the list, or the defaults."""
+        found = [op for op in self.operations if isinstance(op, Encode)]
+        return found[-1] if found else Encode()
+
+    @property
+    def fanout_shape(self) -> tuple[int, ...]:
+        """Tile counts of every split that fans out, in order: ``(4, 4)`` for two quadrant splits."""
+        return tuple(n for op in self.operations if (n := op.fanout()) > 1)
+
+    def normalized(self) -> list[dict]:
+        return [op.model_dump(mode="json") for op in self.operations]
+
+    def digest(self) -> str:
+        """Identity of what this pipeline does to an image, for the skip-existing manifest."""
+        blob = json.dumps({"ops": self.normalized(), "metadata": self.metadata}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+    def decode_reduction(self, width: int, height: int) -> int:
+        """The JPEG reduced-decode factor (1, 2, 4 or 8) the plan allows for an image of this size.
+
+        Allowed when the first operation that changes pixels is a downscaling resize whose
+        reduced decode is still at least as large as the result (libjpeg scales in the DCT domain,
+        which averages like INTER_AREA does).
+        """
+        first = next((op for op in self.operations if not isinstance(op, Encode)), None)
+        if not isinstance(first, Resize) or first.fit == "cover":
+            return 1
+        tw, th = first.size_for(width, height)
+        for factor in (8, 4, 2):
+            if width // factor >= tw and height // factor >= th:
+                return factor
+        return 1
+
+
+@dataclass
+class Timings:
+    """Milliseconds spent per operation name (a name may occur several times)."""
+
+    ms: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.ms[name] = self.ms.get(name, 0.0) + seconds * 1000.0
+
+
+def run(image: np.ndarray, operations: Sequence[Operation], ctx: Context,
+        timings: Timings | None = None) -> list[Item]:
+    """Apply the operations left to right; every item of a fan-out goes through the rest."""
+    items = [Item(image)]
+    for op in operations:
+        start = time.perf_counter()
+        items = [out for item in items for out in op.apply(item, ctx)]
+        if timings is not None:
+            timings.add(op.op, time.perf_counter() - start)  # type: ignore[attr-defined]
+    return items

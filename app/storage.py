@@ -1,0 +1,150 @@
+"""Paths under the data root, output naming, reading inputs and atomic writes."""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from itertools import product
+
+from .errors import DecodeError, InvalidRequest, NotFound, PathOutsideRoot, WriteError
+
+MAX_PATH_BYTES = 4096
+TEMP_PREFIX = ".imgsrv-tmp-"
+
+
+def resolve(root: str, path: str, field: str) -> str:
+    """The real absolute path of ``path`` (relative to ``root``, or absolute inside it).
+
+    Symlinks are followed before the check, so one that leads out of the root is refused
+    (403) like ``..`` or an absolute path elsewhere. Junk (empty, NUL bytes, backslashes,
+    over-long) is a 422. ``root`` must itself be a real path.
+    """
+    if not isinstance(path, str) or not path.strip():
+        raise InvalidRequest("the path is empty", field)
+    if "\x00" in path:
+        raise InvalidRequest("the path contains a NUL byte", field)
+    if "\\" in path:
+        raise InvalidRequest("the path contains a backslash; use / to separate folders", field)
+    if len(os.fsencode(path)) > MAX_PATH_BYTES:
+        raise InvalidRequest(f"the path is longer than {MAX_PATH_BYTES} bytes", field)
+    try:
+        real = os.path.realpath(os.path.join(root, path))
+    except (OSError, ValueError) as exc:
+        raise InvalidRequest(f"the path cannot be resolved: {exc}", field) from None
+    if os.path.commonpath([root, real]) != root:
+        raise PathOutsideRoot(f"the path {path!r} leads outside the data root", field)
+    return real
+
+
+def output_names(output: str, fanout_shape: tuple[int, ...]) -> list[str]:
+    """The files a pipeline writes for one image: ``output`` itself, or ``STEM_I[_J...].EXT``
+    beside it when the pipeline fans out (tiles counted from 0 in row-major order)."""
+    if not fanout_shape:
+        return [output]
+    head, name = os.path.split(output)
+    stem, ext = os.path.splitext(name)
+    return [os.path.join(head, stem + "".join(f"_{i}" for i in idx) + ext)
+            for idx in product(*(range(n) for n in fanout_shape))]
+
+
+def read_input(path: str) -> bytes:
+    """The whole file; refuses what is not a regular file before opening it (no FIFO hangs)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise NotFound("the input file does not exist") from None
+    except OSError as exc:
+        raise NotFound(f"the input file cannot be read: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise NotFound("the input is a folder, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise DecodeError("the input is not a regular file")
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise NotFound(f"the input file cannot be read: {exc.strerror}") from None
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write ``data`` at ``path`` so that a reader sees the old file or the whole new one.
+
+    The bytes go to a temporary file in the same folder, are flushed to disk, and the file
+    is renamed over ``path``. On any failure the temporary file is removed and whatever was
+    at ``path`` before stays as it was. Missing folders are created.
+    """
+    folder = os.path.dirname(path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"the output folder cannot be made: {exc.strerror}") from None
+    if os.path.isdir(path):
+        raise WriteError("the output path is a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
+    except OSError as exc:
+        raise WriteError(f"cannot write in the output folder: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            reason = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror
+            raise WriteError(f"the output could not be written: {reason}") from None
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def clean_temp_files(folders: list[str]) -> int:
+    """Remove temporary files left by writers that died mid-write; returns how many."""
+    removed = 0
+    for folder in folders:
+        for dirpath, _dirs, files in os.walk(folder):
+            for name in files:
+                if name.startswith(TEMP_PREFIX):
+                    try:
+                        os.unlink(os.path.join(dirpath, name))
+                        removed += 1
+                    except OSError:
+                        pass
+    return removed
+
+
+def walk_files(folder: str, pattern: str = "*", recursive: bool = False) -> Iterator[str]:
+    """Files under ``folder`` matching ``pattern`` (relative paths), lazily, in a stable order."""
+    import fnmatch
+
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            with os.scandir(os.path.join(folder, rel)) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        subdirs = []
+        for entry in entries:
+            name = os.path.join(rel, entry.name) if rel else entry.name
+            if entry.name.startswith(".") or entry.name.startswith(TEMP_PREFIX):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                if recursive:
+                    subdirs.append(name)
+            elif fnmatch.fnmatchcase(entry.name, pattern) and entry.is_file():
+                yield name
+        stack.extend(reversed(subdirs))

@@ -1,0 +1,147 @@
+"""What runs in a worker: one task (an input path, its output paths and the validated
+pipeline) becomes one Report. Tasks carry paths and the plan, never pixels, and a task
+never raises: every failure is reported with its error code."""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+
+from . import imaging  # noqa: F401  (sets OpenCV's decoder limit before cv2 is imported)
+import cv2  # noqa: E402
+
+from .errors import ImageError, InvalidOperation, WriteError  # noqa: E402
+from .imaging import codec  # noqa: E402
+from .operations import Context  # noqa: E402
+from .pipeline import Pipeline, Timings, run  # noqa: E402
+from .storage import atomic_write, read_input  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the skip-existing manifest recorded for a task's outputs."""
+
+    input_hash: str
+    outputs: tuple[tuple[int, int], ...]  # (size, mtime_ns) per output
+
+
+@dataclass(frozen=True)
+class Task:
+    input: str  # real absolute path
+    outputs: tuple[str, ...]  # real absolute paths, one per item the pipeline yields
+    pipeline: Pipeline
+    max_pixels: int
+    expected: Expected | None = None  # set when skip_existing may apply
+
+
+@dataclass
+class Output:
+    path: str
+    width: int
+    height: int
+    bytes: int
+    faces: list[dict] | None = None
+    mtime_ns: int = 0
+
+
+@dataclass
+class Report:
+    status: str  # ok, skipped, error
+    input_bytes: int = 0
+    outputs: list[Output] = field(default_factory=list)
+    error_code: str | None = None
+    error_message: str | None = None
+    elapsed_ms: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # ms per stage / operation
+    input_hash: str | None = None
+
+    @classmethod
+    def failure(cls, code: str, message: str, **kw) -> "Report":
+        return cls(status="error", error_code=code, error_message=message, **kw)
+
+
+def init_worker() -> None:
+    """Pool initializer: the pool gives the parallelism, so OpenCV uses one thread per worker."""
+    cv2.setNumThreads(1)
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _unchanged(task: Task, digest: str) -> bool:
+    exp = task.expected
+    if exp is None or exp.input_hash != digest or len(exp.outputs) != len(task.outputs):
+        return False
+    for path, (size, mtime_ns) in zip(task.outputs, exp.outputs):
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if st.st_size != size or st.st_mtime_ns != mtime_ns:
+            return False
+    return True
+
+
+def run_task(task: Task) -> Report:
+    """Read, decode, run the pipeline, encode, write atomically; report what happened."""
+    start = time.perf_counter()
+    timings = Timings()
+    input_bytes = 0
+    digest = None
+    try:
+        t = time.perf_counter()
+        data = read_input(task.input)
+        input_bytes = len(data)
+        digest = content_hash(data)
+        timings.add("read", time.perf_counter() - t)
+        if _unchanged(task, digest):
+            return Report("skipped", input_bytes, elapsed_ms=_ms(start), input_hash=digest)
+
+        t = time.perf_counter()
+        header = codec.probe(data, task.max_pixels)
+        w, h = (header.height, header.width) if header.orientation >= 5 else (header.width, header.height)
+        image = codec.decode(data, header, task.pipeline.decode_reduction(w, h))
+        del data
+        timings.add("decode", time.perf_counter() - t)
+
+        try:
+            items = run(image, task.pipeline.operations, Context(task.max_pixels), timings)
+        except ImageError:
+            raise
+        except cv2.error as exc:
+            raise InvalidOperation(f"OpenCV refused the operation: {exc.err or exc}") from None
+        if len(items) != len(task.outputs):  # pragma: no cover - the plan and the pipeline agree by construction
+            raise InvalidOperation(f"the pipeline made {len(items)} images for {len(task.outputs)} outputs")
+
+        t = time.perf_counter()
+        enc = task.pipeline.encode
+        fmt = codec.FORMATS[os.path.splitext(task.outputs[0])[1].lower()]
+        exif = header.exif if task.pipeline.metadata == "keep" else None
+        blobs = [codec.encode(item.image, fmt, enc.quality, enc.optimize, enc.progressive, enc.compression, exif)
+                 for item in items]
+        timings.add("encode", time.perf_counter() - t)
+
+        t = time.perf_counter()
+        outputs = []
+        for path, item, blob in zip(task.outputs, items, blobs):
+            if os.path.exists(path) and os.path.samefile(path, task.input):
+                raise WriteError("the output is the input file itself (a link to it)")
+            atomic_write(path, blob)
+            faces = None if item.faces is None else [
+                {"x": x, "y": y, "width": bw, "height": bh} for (x, y, bw, bh) in item.faces]
+            ih, iw = item.image.shape[:2]
+            outputs.append(Output(path, iw, ih, len(blob), faces, os.stat(path).st_mtime_ns))
+        timings.add("write", time.perf_counter() - t)
+        return Report("ok", input_bytes, outputs, elapsed_ms=_ms(start), timings=timings.ms, input_hash=digest)
+    except ImageError as exc:
+        return Report.failure(exc.code, exc.message, input_bytes=input_bytes, elapsed_ms=_ms(start),
+                              timings=timings.ms, input_hash=digest)
+    except MemoryError:
+        return Report.failure("too_large", "not enough memory for this image", input_bytes=input_bytes,
+                              elapsed_ms=_ms(start), input_hash=digest)
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 3)
