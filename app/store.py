@@ -1,7 +1,12 @@
-"""SQLite state under IMGSRV_STATE_DIR: the skip-existing manifest (and the job store).
+"""SQLite state under IMGSRV_STATE_DIR: the skip-existing manifest and the job store.
 
 The manifest remembers, per output file, which input bytes and which pipeline made it and
 the file's size and mtime at the time, so an unchanged image is skipped without decoding.
+
+Jobs keep one row each, with running counters, and one row per image (``job_items``):
+pending while ``status`` is NULL, then the image's result. Results are written in batches,
+in one transaction with the counters and the manifest, so counts always add up and a job
+resumed after a crash redoes exactly the images with no recorded result.
 """
 from __future__ import annotations
 
@@ -9,22 +14,102 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 
-from .worker import Expected, Output
+from .worker import Expected, Output, Report
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest (
-    output    TEXT PRIMARY KEY,
+    output     TEXT PRIMARY KEY,
     input_hash TEXT NOT NULL,
-    pipeline  TEXT NOT NULL,
-    size      INTEGER NOT NULL,
-    mtime_ns  INTEGER NOT NULL,
-    width     INTEGER NOT NULL,
-    height    INTEGER NOT NULL,
-    faces     TEXT
+    pipeline   TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    mtime_ns   INTEGER NOT NULL,
+    width      INTEGER NOT NULL,
+    height     INTEGER NOT NULL,
+    faces      TEXT
 );
+CREATE TABLE IF NOT EXISTS jobs (
+    id           TEXT PRIMARY KEY,
+    status       TEXT NOT NULL,
+    spec         TEXT NOT NULL,
+    total        INTEGER NOT NULL DEFAULT 0,
+    enumerated   INTEGER NOT NULL DEFAULT 0,
+    done         INTEGER NOT NULL DEFAULT 0,
+    succeeded    INTEGER NOT NULL DEFAULT 0,
+    failed       INTEGER NOT NULL DEFAULT 0,
+    skipped      INTEGER NOT NULL DEFAULT 0,
+    outputs      INTEGER NOT NULL DEFAULT 0,
+    input_bytes  INTEGER NOT NULL DEFAULT 0,
+    output_bytes INTEGER NOT NULL DEFAULT 0,
+    created_at   REAL NOT NULL,
+    started_at   REAL,
+    finished_at  REAL,
+    resumed_at   REAL,
+    done_at_resume INTEGER NOT NULL DEFAULT 0,
+    cancel       INTEGER NOT NULL DEFAULT 0,
+    error        TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
+CREATE TABLE IF NOT EXISTS job_items (
+    job_id      TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    input       TEXT NOT NULL,
+    output      TEXT NOT NULL,
+    status      TEXT,
+    input_bytes INTEGER,
+    outputs     TEXT,
+    error_code  TEXT,
+    error_message TEXT,
+    elapsed_ms  REAL,
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS job_items_status ON job_items (job_id, status, seq);
 """
+
+ACTIVE = ("queued", "running")
+
+
+@dataclass
+class JobRow:
+    id: str
+    status: str
+    spec: str
+    total: int
+    enumerated: int
+    done: int
+    succeeded: int
+    failed: int
+    skipped: int
+    outputs: int
+    input_bytes: int
+    output_bytes: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    resumed_at: float | None
+    done_at_resume: int
+    cancel: int
+    error: str | None
+
+
+_JOB_COLUMNS = ", ".join(f.name for f in fields(JobRow))
+
+
+@dataclass
+class ItemRow:
+    seq: int
+    input: str
+    output: str
+    status: str | None
+    input_bytes: int | None
+    outputs: list[dict]
+    error_code: str | None
+    error_message: str | None
+    elapsed_ms: float | None
 
 
 class Store:
@@ -39,14 +124,21 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
-        self.migrate(self._db)
-
-    def migrate(self, db: sqlite3.Connection) -> None:
-        """Hook for tables of other components (the job store adds its own)."""
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     # -- manifest ---------------------------------------------------------------------
 
@@ -68,8 +160,114 @@ class Store:
         outs = [Output(r[0], r[5], r[6], r[3], json.loads(r[7]) if r[7] else None, r[4]) for r in ordered]
         return exp, outs
 
-    def record(self, input_hash: str, pipeline: str, outputs: Iterable[Output]) -> None:
-        rows = [(o.path, input_hash, pipeline, o.bytes, o.mtime_ns, o.width, o.height,
+    @staticmethod
+    def _manifest_rows(input_hash: str, pipeline: str, outputs: Iterable[Output]) -> list[tuple]:
+        return [(o.path, input_hash, pipeline, o.bytes, o.mtime_ns, o.width, o.height,
                  None if o.faces is None else json.dumps(o.faces)) for o in outputs]
+
+    def record(self, input_hash: str, pipeline: str, outputs: Iterable[Output]) -> None:
+        rows = self._manifest_rows(input_hash, pipeline, outputs)
         with self._lock:
             self._db.executemany("INSERT OR REPLACE INTO manifest VALUES (?,?,?,?,?,?,?,?)", rows)
+
+    # -- jobs -------------------------------------------------------------------------
+
+    def create_job(self, job_id: str, spec: dict) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO jobs (id, status, spec, created_at) VALUES (?, 'queued', ?, ?)",
+                             (job_id, json.dumps(spec), time.time()))
+
+    def add_items(self, job_id: str, start_seq: int, pairs: Sequence[tuple[str, str]]) -> None:
+        with self._tx() as db:
+            db.executemany("INSERT OR IGNORE INTO job_items (job_id, seq, input, output) VALUES (?,?,?,?)",
+                           [(job_id, start_seq + i, a, b) for i, (a, b) in enumerate(pairs)])
+            db.execute("UPDATE jobs SET total = (SELECT COUNT(*) FROM job_items WHERE job_id = ?) WHERE id = ?",
+                       (job_id, job_id))
+
+    def item_count(self, job_id: str) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM job_items WHERE job_id = ?", (job_id,)).fetchone()[0]
+
+    def mark_enumerated(self, job_id: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE jobs SET enumerated = 1 WHERE id = ?", (job_id,))
+
+    def get_job(self, job_id: str) -> JobRow | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return JobRow(*row) if row else None
+
+    def list_jobs(self, limit: int = 50, offset: int = 0) -> list[JobRow]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, rowid DESC "
+                                    f"LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+        return [JobRow(*r) for r in rows]
+
+    def active_jobs(self) -> list[JobRow]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status IN ('queued', 'running') "
+                                    f"ORDER BY created_at").fetchall()
+        return [JobRow(*r) for r in rows]
+
+    def start_job(self, job_id: str) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute("UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?), "
+                             "resumed_at = ?, done_at_resume = done WHERE id = ?", (now, now, job_id))
+
+    def finish_job(self, job_id: str, status: str, error: str | None = None) -> None:
+        with self._lock:
+            self._db.execute("UPDATE jobs SET status = ?, finished_at = ?, error = COALESCE(?, error) WHERE id = ?",
+                             (status, time.time(), error, job_id))
+
+    def request_cancel(self, job_id: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE jobs SET cancel = 1 WHERE id = ?", (job_id,))
+
+    def pending_items(self, job_id: str, after_seq: int, limit: int) -> list[tuple[int, str, str]]:
+        with self._lock:
+            return self._db.execute(
+                "SELECT seq, input, output FROM job_items WHERE job_id = ? AND status IS NULL AND seq > ? "
+                "ORDER BY seq LIMIT ?", (job_id, after_seq, limit)).fetchall()
+
+    def save_results(self, job_id: str, results: Sequence[tuple[int, Report, list[str], str | None]]) -> None:
+        """Record a batch of results ``(seq, report, output names, pipeline digest)`` with counters and manifest."""
+        items, manifest = [], []
+        counts = {"ok": 0, "error": 0, "skipped": 0}
+        outputs = in_bytes = out_bytes = 0
+        for seq, rep, names, digest in results:
+            outs = [{"path": n, "width": o.width, "height": o.height, "bytes": o.bytes,
+                     **({"faces": o.faces} if o.faces is not None else {})} for n, o in zip(names, rep.outputs)]
+            items.append((rep.status, rep.input_bytes, json.dumps(outs), rep.error_code, rep.error_message,
+                          rep.elapsed_ms, job_id, seq))
+            counts[rep.status] += 1
+            if rep.status == "ok":
+                outputs += len(rep.outputs)
+                in_bytes += rep.input_bytes
+                out_bytes += sum(o.bytes for o in rep.outputs)
+                if rep.input_hash and digest:
+                    manifest += self._manifest_rows(rep.input_hash, digest, rep.outputs)
+        with self._tx() as db:
+            cur = db.executemany("UPDATE job_items SET status = ?, input_bytes = ?, outputs = ?, error_code = ?, "
+                                 "error_message = ?, elapsed_ms = ? WHERE job_id = ? AND seq = ? AND status IS NULL",
+                                 items)
+            if cur.rowcount != len(items):  # pragma: no cover - a result recorded twice would skew the counts
+                raise RuntimeError(f"job {job_id}: {len(items) - cur.rowcount} results were already recorded")
+            db.execute("UPDATE jobs SET done = done + ?, succeeded = succeeded + ?, failed = failed + ?, "
+                       "skipped = skipped + ?, outputs = outputs + ?, input_bytes = input_bytes + ?, "
+                       "output_bytes = output_bytes + ? WHERE id = ?",
+                       (len(items), counts["ok"], counts["error"], counts["skipped"], outputs, in_bytes,
+                        out_bytes, job_id))
+            if manifest:
+                db.executemany("INSERT OR REPLACE INTO manifest VALUES (?,?,?,?,?,?,?,?)", manifest)
+
+    def results(self, job_id: str, offset: int, limit: int, status: str | None) -> tuple[int, list[ItemRow]]:
+        where = "job_id = ?" + (" AND status = ?" if status else " AND status IS NOT NULL")
+        args: list = [job_id] + ([status] if status else [])
+        with self._lock:
+            total = self._db.execute(f"SELECT COUNT(*) FROM job_items WHERE {where}", args).fetchone()[0]
+            rows = self._db.execute(
+                f"SELECT seq, input, output, status, input_bytes, outputs, error_code, error_message, elapsed_ms "
+                f"FROM job_items WHERE {where} ORDER BY seq LIMIT ? OFFSET ?", args + [limit, offset]).fetchall()
+        return total, [ItemRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else [], r[6], r[7], r[8])
+                       for r in rows]

@@ -11,7 +11,8 @@ from .. import __version__
 from ..config import Settings, get_settings
 from ..engine import Engine
 from . import errors
-from .routes import meta, process
+from ..jobs import JobManager
+from .routes import jobs, meta, process
 
 log = logging.getLogger("imgsrv")
 
@@ -32,15 +33,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         s = settings or get_settings()
         engine = await run_in_threadpool(Engine, s)
         app.state.engine = engine
+        app.state.jobs = JobManager(engine)
+        await app.state.jobs.resume_all()
         log.info("imgsrv %s: data root %s, %s executor with %d workers", __version__, s.data_root,
                  s.executor, engine.executor.workers)
         try:
             yield
         finally:
+            await app.state.jobs.shutdown()
             await run_in_threadpool(engine.close)
 
     app = FastAPI(title="imgsrv", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
     app.include_router(process.router)
+    app.include_router(jobs.router)
     app.include_router(meta.router)
     return app

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, GetJsonSchemaHandler
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, GetJsonSchemaHandler, model_validator
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema as cs
 
@@ -142,3 +142,102 @@ class Health(BaseModel):
     executor: str
     workers: int
     version: str
+
+
+# -- jobs -------------------------------------------------------------------------------------
+
+_FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
+
+
+def _format_name(v: Any) -> Any:
+    if isinstance(v, str):
+        v = v.strip().lower().lstrip(".")
+        return _FORMAT_ALIASES.get(v, v)
+    return v
+
+
+OutputFormat = Annotated[Literal["jpeg", "png", "webp", "tiff", "bmp"], BeforeValidator(_format_name)]
+
+
+class SourceSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dir: str = Field(description="folder of input images, under the data root")
+    pattern: str = Field("*", description="glob on file names, e.g. *.JPG (case-sensitive)")
+    recursive: bool = Field(False, description="also take images in sub-folders (mirrored under output_dir)")
+
+
+class JobOptions(Options):
+    skip_existing: bool = Field(True, description="skip images whose outputs are up to date (default for jobs)")
+
+
+JOB_EXAMPLE = {
+    "source": {"dir": "testimages", "pattern": "*.jpg", "recursive": False},
+    "output_dir": "testoutput/job", "output_format": None,
+    "operations": ["crop=bottom:40", "redact=0,-60,120,60"],
+}
+
+
+class JobRequest(BaseModel):
+    """A batch: the /process body (``images``) or a folder (``source`` + ``output_dir``)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [JOB_EXAMPLE]})
+
+    images: list[ImageSpec] | None = Field(None, min_length=1)
+    source: SourceSpec | None = None
+    output_dir: str | None = Field(None, description="each input DIR/REL is written to OUTPUT_DIR/REL")
+    output_format: OutputFormat | None = Field(None, description="change the outputs' format and extension")
+    operations: list[OperationItem] = Field(default_factory=list, max_length=100)
+    options: JobOptions = Field(default_factory=JobOptions)
+
+    @model_validator(mode="after")
+    def _images_or_source(self) -> "JobRequest":
+        if (self.images is None) == (self.source is None):
+            raise ValueError("give either images or a source folder")
+        if self.source is not None and not self.output_dir:
+            raise ValueError("a source folder needs an output_dir")
+        if self.images is not None and (self.output_dir or self.output_format):
+            raise ValueError("output_dir and output_format go with a source folder; images name their outputs")
+        return self
+
+
+class JobLinks(BaseModel):
+    self: str
+    results: str
+
+
+class JobCreated(BaseModel):
+    id: str
+    status: str
+    links: JobLinks
+
+
+class JobInfo(BaseModel):
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    total: int
+    done: int
+    succeeded: int
+    failed: int
+    skipped: int
+    progress: float = Field(description="done / total, 0..1")
+    images_per_second: float | None
+    eta_seconds: float | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    summary: Summary
+    error: str | None = None
+    links: JobLinks
+
+
+class JobList(BaseModel):
+    jobs: list[JobInfo]
+
+
+class JobResults(BaseModel):
+    job_id: str
+    offset: int
+    limit: int
+    total: int = Field(description="results matching the filter")
+    results: list[ImageResult]

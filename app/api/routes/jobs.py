@@ -1,0 +1,135 @@
+"""Background jobs: POST /jobs, GET /jobs, GET /jobs/{id}, GET /jobs/{id}/results, DELETE /jobs/{id}."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from ...errors import NotFoundHTTP
+from ...jobs import JobManager, submit_job
+from ...store import ItemRow, JobRow
+from ..deps import EngineDep
+from ..schemas import (JOB_EXAMPLE, ErrorInfo, ImageResult, JobCreated, JobInfo, JobLinks, JobList, JobRequest,
+                       JobResults, OutputResult, Summary)
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+NOT_FOUND = {404: {"description": "no job with this id"}}
+
+
+def _manager(request: Request) -> JobManager:
+    return request.app.state.jobs
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _links(job_id: str) -> JobLinks:
+    return JobLinks(self=f"/jobs/{job_id}", results=f"/jobs/{job_id}/results")
+
+
+def job_info(job: JobRow) -> JobInfo:
+    end = job.finished_at or time.time()
+    rate = None
+    if job.resumed_at is not None:
+        span = max(end - job.resumed_at, 1e-6)
+        rate = round((job.done - job.done_at_resume) / span, 3)
+    remaining = max(job.total - job.done, 0)
+    if job.status in ("succeeded", "failed", "cancelled"):
+        eta = 0.0
+    elif rate:
+        eta = round(remaining / rate, 1)
+    else:
+        eta = None
+    elapsed = (end - job.started_at) * 1000.0 if job.started_at else 0.0
+    summary = Summary(images=job.total, succeeded=job.succeeded, failed=job.failed, skipped=job.skipped,
+                      outputs=job.outputs, input_bytes=job.input_bytes, output_bytes=job.output_bytes,
+                      compression_ratio=round(job.output_bytes / job.input_bytes, 4) if job.input_bytes else None,
+                      elapsed_ms=round(elapsed, 3))
+    return JobInfo(id=job.id, status=job.status, total=job.total, done=job.done, succeeded=job.succeeded,
+                   failed=job.failed, skipped=job.skipped,
+                   progress=round(job.done / job.total, 4) if job.total else (1.0 if job.finished_at else 0.0),
+                   images_per_second=rate, eta_seconds=eta, created_at=_iso(job.created_at),
+                   started_at=_iso(job.started_at), finished_at=_iso(job.finished_at), summary=summary,
+                   error=job.error, links=_links(job.id))
+
+
+def _result(row: ItemRow) -> ImageResult:
+    return ImageResult(input=row.input, status=row.status, input_bytes=row.input_bytes or 0,
+                       outputs=[OutputResult(**o) for o in row.outputs],
+                       error=ErrorInfo(code=row.error_code, message=row.error_message or "")
+                       if row.status == "error" else None,
+                       elapsed_ms=row.elapsed_ms or 0.0)
+
+
+async def _get(engine, job_id: str) -> JobRow:
+    job = await run_in_threadpool(engine.store.get_job, job_id)
+    if job is None:
+        raise NotFoundHTTP(f"no job with id {job_id!r}")
+    return job
+
+
+@router.post("", status_code=202, response_model=JobCreated,
+             responses={403: {"description": "a path leads outside the data root"},
+                        422: {"description": "invalid body, operation, path or folder"}})
+async def create_job(request: Request, response: Response, engine: EngineDep,
+                     body: JobRequest = Body(openapi_examples={
+                         "folder": {"summary": "a folder of images", "value": JOB_EXAMPLE},
+                         "images": {"summary": "a list of images (the /process body)", "value": {
+                             "images": [{"input": "testimages/astronaut.jpg",
+                                         "output": "testoutput/jobs/astronaut.jpg"}],
+                             "operations": ["faces=blur"]}}})) -> JobCreated:
+    """Start a batch in the background; answers at once with the job's id and links.
+
+    Each input ``DIR/REL`` of a folder job goes to ``OUTPUT_DIR/REL``. Images whose outputs
+    are up to date are skipped (``options.skip_existing`` defaults to true for jobs).
+    """
+    job_id = await run_in_threadpool(
+        submit_job, engine, operations=body.operations, metadata=body.options.metadata,
+        skip_existing=body.options.skip_existing,
+        images=[(im.input, im.output) for im in body.images] if body.images is not None else None,
+        source=body.source.model_dump() if body.source is not None else None,
+        output_dir=body.output_dir, output_format=body.output_format)
+    _manager(request).start(job_id)
+    response.headers["Location"] = f"/jobs/{job_id}"
+    return JobCreated(id=job_id, status="queued", links=_links(job_id))
+
+
+@router.get("", response_model=JobList)
+async def list_jobs(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                    offset: Annotated[int, Query(ge=0)] = 0) -> JobList:
+    """Recent jobs, newest first."""
+    rows = await run_in_threadpool(engine.store.list_jobs, limit, offset)
+    return JobList(jobs=[job_info(j) for j in rows])
+
+
+@router.get("/{job_id}", response_model=JobInfo, responses=NOT_FOUND)
+async def get_job(job_id: str, engine: EngineDep) -> JobInfo:
+    """Counts, progress, images per second and the estimated time left."""
+    return job_info(await _get(engine, job_id))
+
+
+@router.get("/{job_id}/results", response_model=JobResults, responses=NOT_FOUND)
+async def job_results(job_id: str, engine: EngineDep, offset: Annotated[int, Query(ge=0)] = 0,
+                      limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                      status: Literal["ok", "skipped", "error"] | None = None) -> JobResults:
+    """A page of per-image results in job order, optionally only those with one status."""
+    await _get(engine, job_id)
+    total, rows = await run_in_threadpool(engine.store.results, job_id, offset, limit, status)
+    return JobResults(job_id=job_id, offset=offset, limit=limit, total=total, results=[_result(r) for r in rows])
+
+
+@router.delete("/{job_id}", response_model=JobInfo, responses=NOT_FOUND)
+async def cancel_job(request: Request, job_id: str, engine: EngineDep) -> JobInfo:
+    """Cancel: no new image starts, images in flight finish (no partial files); answers the job as it ends.
+
+    Cancelling a job that has already ended changes nothing.
+    """
+    job = await _get(engine, job_id)
+    if job.status in ("queued", "running"):
+        await _manager(request).cancel(job_id)
+    return job_info(await _get(engine, job_id))
