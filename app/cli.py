@@ -47,6 +47,117 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000.0
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+def run(args: argparse.Namespace) -> int:
+    """Process a folder on this machine, with the engine the server uses, and a progress bar."""
+    import asyncio
+    import signal
+    import time
+
+    from pydantic_core import PydanticCustomError
+
+    source = os.path.abspath(args.source)
+    output_dir = os.path.abspath(args.output_dir)
+    state_dir = args.state_dir or os.environ.get("IMGSRV_STATE_DIR") or os.path.join(output_dir, ".imgsrv")
+    # The command line acts with the user's own rights: paths are not confined unless IMGSRV_DATA_ROOT says so.
+    settings = _settings({"workers": args.workers, "executor": args.executor, "state_dir": state_dir,
+                          "data_root": os.environ.get("IMGSRV_DATA_ROOT") or "/"})
+    _prepare(settings)
+    from tqdm import tqdm
+
+    from .engine import Engine
+    from .errors import RequestError
+    from .jobs import JobRunner, submit_job
+    from .operations import parse_operation
+
+    operations = []
+    for text in args.op:
+        try:
+            operations.append(parse_operation(text))
+        except (ValidationError, PydanticCustomError) as exc:
+            errors = exc.errors() if isinstance(exc, ValidationError) else [{"msg": str(exc), "loc": ()}]
+            detail = "; ".join((".".join(str(p) for p in e["loc"][1:]) + ": " if len(e["loc"]) > 1 else "")
+                               + e["msg"].removeprefix("Value error, ") for e in errors)
+            print(f"imgsrv: --op {text!r}: {detail}", file=sys.stderr)
+            return 2
+
+    # Pool processes inherit "ignore SIGINT": Ctrl-C reaches only this process, which stops cleanly.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    engine = Engine(settings)
+    try:
+        try:
+            job_id = submit_job(engine, operations=operations, metadata=args.metadata,
+                                skip_existing=not args.no_skip,
+                                source={"dir": source, "pattern": args.pattern, "recursive": args.recursive},
+                                output_dir=output_dir, output_format=_format(args.format))
+        except RequestError as exc:
+            print(f"imgsrv: {exc.field + ': ' if exc.field else ''}{exc.message}", file=sys.stderr)
+            return 2
+        bar = tqdm(unit="img", dynamic_ncols=True, disable=args.quiet, smoothing=0.1)
+        counts = {"ok": 0, "error": 0, "skipped": 0}
+        interrupted = False
+
+        def on_result(p) -> None:
+            if p.total is not None and bar.total != p.total:
+                bar.total = p.total
+                bar.refresh()
+            counts[p.report.status] += 1
+            bar.set_postfix(ok=counts["ok"], failed=counts["error"], skipped=counts["skipped"], refresh=False)
+            bar.update(1)
+
+        async def go():
+            nonlocal interrupted
+            runner = JobRunner(engine, job_id, on_result)
+
+            def stop() -> None:
+                nonlocal interrupted
+                if not interrupted:
+                    interrupted = True
+                    bar.write("imgsrv: interrupted; finishing the images in flight (run again to resume)")
+                runner.cancel()
+
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop)
+            return await runner.run()
+
+        start = time.perf_counter()
+        job = asyncio.run(go())
+        elapsed = time.perf_counter() - start
+        bar.close()
+        _n, failures = engine.store.results(job_id, 0, 10, "error") if job.failed else (0, [])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        engine.close()
+
+    ratio = f"{job.output_bytes / job.input_bytes:.3f}" if job.input_bytes else "n/a"
+    print(f"images {job.done} of {job.total}: {job.succeeded} succeeded, {job.failed} failed, {job.skipped} skipped")
+    print(f"input {_human(job.input_bytes)}, output {_human(job.output_bytes)}, compression ratio {ratio}")
+    print(f"{job.done / elapsed if elapsed else 0:.1f} images/s in {elapsed:.1f} s")
+    for row in failures:
+        print(f"  failed: {row.input}: {row.error_code}: {row.error_message}", file=sys.stderr)
+    if job.failed > len(failures):
+        print(f"  ... and {job.failed - len(failures)} more", file=sys.stderr)
+    if interrupted:
+        return 130
+    return 1 if job.failed else 0
+
+
+def _format(value: str | None) -> str | None:
+    if value is None:
+        return None
+    v = value.strip().lower().lstrip(".")
+    v = {"jpg": "jpeg", "tif": "tiff"}.get(v, v)
+    if v not in ("jpeg", "png", "webp", "tiff", "bmp"):
+        sys.exit(f"imgsrv: --format must be jpeg, png, webp, tiff or bmp, not {value!r}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python main.py", description="imgsrv image-processing service")
     sub = parser.add_subparsers(dest="command")
@@ -60,6 +171,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve_options(parser)
     serve_options(sub.add_parser("serve", help="serve the HTTP API (the default)"))
+
+    r = sub.add_parser("run", help="process a folder on this machine, without a server",
+                       description="Process every image of a folder and write the results under --output-dir, "
+                                   "mirroring sub-folders. Resumable: images whose outputs are up to date are "
+                                   "skipped. Exit code 0 when every image succeeded or was skipped, 1 when any "
+                                   "failed, 2 for invalid arguments, 130 when interrupted.")
+    r.add_argument("--source", required=True, help="folder of input images")
+    r.add_argument("--pattern", default="*", help="glob on file names (default *)")
+    r.add_argument("--recursive", action="store_true", help="also process sub-folders")
+    r.add_argument("--output-dir", required=True, help="folder for the results")
+    r.add_argument("--op", action="append", default=[], metavar="OPERATION",
+                   help="an operation in string form, e.g. crop=bottom:100 (repeat, applied in order)")
+    r.add_argument("--format", help="output format: jpeg, png, webp, tiff, bmp (default: the input's)")
+    r.add_argument("--workers", type=int, help="worker pool size (default: CPU cores)")
+    r.add_argument("--executor", help="process (default), thread or dask://HOST:PORT")
+    r.add_argument("--metadata", choices=("keep", "strip"), default="keep", help="EXIF of JPEG inputs")
+    r.add_argument("--no-skip", action="store_true", help="process every image even when its outputs are up to date")
+    r.add_argument("--state-dir", help="where the job database lives (default OUTPUT_DIR/.imgsrv)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -67,5 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "run":
+        logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+        return run(args)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     return serve(args)
