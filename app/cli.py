@@ -43,7 +43,7 @@ def serve(args: argparse.Namespace) -> int:
         "loggers": {**log_config["loggers"], "imgsrv": {"handlers": ["default"], "level": settings.log_level.upper(),
                                                         "propagate": False}}}
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=log_config,
-                log_level=settings.log_level, timeout_graceful_shutdown=30)
+                log_level=settings.log_level, timeout_graceful_shutdown=30, access_log=False)
     return 0
 
 

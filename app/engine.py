@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from .config import Settings
 from .errors import QueueFull
 from .executor import Executor, make_executor
+from .metrics import Metrics
+from .pipeline import Pipeline
 from .planning import PlannedImage
 from .store import Store
 from .worker import Report
@@ -22,6 +24,13 @@ class Engine:
         self.store = store or Store(settings.state_dir)  # type: ignore[arg-type]
         self._pending = 0  # images submitted by /process and not finished
         self._lock = threading.Lock()
+        self.metrics = Metrics()
+        self.metrics.bind(lambda: self._pending, lambda: self.executor.crashes, self.store.jobs_by_status)
+
+    def observe(self, report, pipeline: Pipeline | None) -> None:
+        """Count one finished image in the metrics."""
+        names = [op.op for op in pipeline.operations] if pipeline is not None else []  # type: ignore[attr-defined]
+        self.metrics.observe_image(report.status, names, report.timings, report.error_code)
 
     @property
     def pending(self) -> int:
@@ -68,12 +77,23 @@ class Engine:
 
     async def run(self, planned: Sequence[PlannedImage]) -> list[Report]:
         """Run admitted images on the pool; results in request order."""
-        futures = []
-        for p in planned:
-            fut = self.executor.submit(p.task)
-            fut.add_done_callback(lambda _f: self.release(1))  # room frees up image by image
-            futures.append(asyncio.wrap_future(fut))
+        futures = [self._submit(p.task, p.task.pipeline) for p in planned]
         return list(await asyncio.gather(*futures))
+
+    def _submit(self, task, pipeline: Pipeline | None) -> "asyncio.Future":
+        fut = self.executor.submit(task)
+
+        def done(f) -> None:
+            self.release(1)  # room frees up image by image
+            self.observe(f.result(), pipeline)
+
+        fut.add_done_callback(done)
+        return asyncio.wrap_future(fut)
+
+    async def run_one(self, task, pipeline: Pipeline | None = None):
+        """Admit and run one task (render, compare); its report."""
+        self.admit(1)
+        return await self._submit(task, pipeline)
 
     def close(self) -> None:
         self.executor.shutdown()

@@ -16,7 +16,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from pebble import ProcessExpired, ProcessPool
 
-from .worker import Report, Task, init_worker, run_task
+from .worker import Report, Task, execute, init_worker
 
 log = logging.getLogger("imgsrv.executor")
 
@@ -33,29 +33,31 @@ class Executor:
         self._lock = threading.Lock()
 
     def submit(self, task: Task) -> "Future[Report]":
-        out: Future[Report] = Future()
+        """Run ``task.run()`` on a worker; the future's result is the task's report, failures included."""
+        out: Future = Future()
         try:
             inner = self._submit(task)
         except Exception as exc:  # the pool itself refused (shutting down, ...)
-            out.set_result(Report.failure("worker_crashed", f"the worker pool is unavailable: {exc}"))
+            out.set_result(task.failed("worker_crashed", f"the worker pool is unavailable: {exc}"))
             return out
-        inner.add_done_callback(lambda f: out.set_result(self._report(f)))
+        inner.add_done_callback(lambda f: out.set_result(self._report(task, f)))
         return out
 
-    def _report(self, fut: Future) -> Report:
+    def _report(self, task, fut: Future):
         try:
             return fut.result()
         except FutureTimeout:
             self._count_crash()
-            return Report.failure("timeout", f"the image took longer than {self.task_timeout:g} s; its worker was replaced")
+            return task.failed("timeout", f"the image took longer than {self.task_timeout:g} s; "
+                                          "its worker was replaced")
         except ProcessExpired as exc:
             self._count_crash()
             log.warning("a worker died while processing an image (exit code %s); a new one takes its place",
                         exc.exitcode)
-            return Report.failure("worker_crashed", f"the worker processing this image died (exit code {exc.exitcode})")
+            return task.failed("worker_crashed", f"the worker processing this image died (exit code {exc.exitcode})")
         except Exception as exc:  # a bug in the worker, or the pool broke
             log.exception("a task failed unexpectedly")
-            return Report.failure("worker_crashed", f"the worker failed: {type(exc).__name__}: {exc}")
+            return task.failed("worker_crashed", f"the worker failed: {type(exc).__name__}: {exc}")
 
     def _count_crash(self) -> None:
         with self._lock:
@@ -80,7 +82,7 @@ class ProcessExecutor(Executor):
         self._pool = ProcessPool(max_workers=workers, initializer=init_worker, context=ctx)
 
     def _submit(self, task: Task) -> Future:
-        return self._pool.schedule(run_task, args=(task,), timeout=self.task_timeout)
+        return self._pool.schedule(execute, args=(task,), timeout=self.task_timeout)
 
     def shutdown(self) -> None:
         self._pool.close()
@@ -99,7 +101,7 @@ class ThreadExecutor(Executor):
                                         initializer=init_worker)
 
     def _submit(self, task: Task) -> Future:
-        return self._pool.submit(run_task, task)
+        return self._pool.submit(execute, task)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)

@@ -69,6 +69,7 @@ class JobRunner:
         self._buffer: list[tuple[int, Report, list[str], str | None]] = []
         self._flush_lock = asyncio.Lock()
         self._enumerated = False
+        self._pipeline: Pipeline | None = None
         self.total: int | None = None
         self.done = 0
 
@@ -91,6 +92,7 @@ class JobRunner:
         except Exception as exc:  # a spec written by an older version that no longer validates
             await asyncio.to_thread(self.store.finish_job, self.job_id, "failed", f"invalid operations: {exc}")
             return await asyncio.to_thread(self.store.get_job, self.job_id)  # type: ignore[return-value]
+        self._pipeline = pipeline
         await asyncio.to_thread(self.store.start_job, self.job_id)
         self.done = job.done
         enumeration = None
@@ -242,6 +244,7 @@ class JobRunner:
 
     def _collect(self, seq: int, names: list[str], rep: Report, digest: str) -> None:
         self._buffer.append((seq, rep, names, digest))
+        self.engine.observe(rep, self._pipeline)
         self.done += 1
         if self.on_result is not None:
             self.on_result(Progress(self.total if self._enumerated else None, self.done, rep))

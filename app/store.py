@@ -209,6 +209,10 @@ class Store:
                                     f"ORDER BY created_at").fetchall()
         return [JobRow(*r) for r in rows]
 
+    def jobs_by_status(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall())
+
     def start_job(self, job_id: str) -> None:
         now = time.time()
         with self._lock:

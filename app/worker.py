@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -34,6 +36,12 @@ class Task:
     max_pixels: int
     expected: Expected | None = None  # set when skip_existing may apply
 
+    def run(self) -> "Report":
+        return run_task(self)
+
+    def failed(self, code: str, message: str) -> "Report":
+        return Report.failure(code, message)
+
 
 @dataclass
 class Output:
@@ -62,8 +70,18 @@ class Report:
 
 
 def init_worker() -> None:
-    """Pool initializer: the pool gives the parallelism, so OpenCV uses one thread per worker."""
+    """Pool initializer: the pool gives the parallelism, so OpenCV uses one thread per worker.
+
+    Ctrl-C is for the parent, which stops the pool cleanly; a worker ignores it.
+    """
     cv2.setNumThreads(1)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def execute(task):
+    """The function the pools run: every task type knows how to run itself and never raises."""
+    return task.run()
 
 
 def content_hash(data: bytes) -> str:
@@ -145,3 +163,114 @@ def run_task(task: Task) -> Report:
 
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000.0, 3)
+
+
+def _decode_file(path: str, max_pixels: int) -> tuple[int, "codec.Header", object]:
+    data = read_input(path)
+    header = codec.probe(data, max_pixels)
+    return len(data), header, codec.decode(data, header)
+
+
+@dataclass
+class CompareReport:
+    status: str
+    width: int = 0
+    height: int = 0
+    different_pixels: int = 0
+    different_fraction: float = 0.0
+    mean_abs_diff: float = 0.0
+    output_bytes: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    which: str | None = None  # "a", "b" or "output": the field the error is about
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CompareTask:
+    """Compare two images; write the highlighted difference when ``output`` is set."""
+
+    a: str
+    b: str
+    output: str | None
+    fuzz: float
+    max_pixels: int
+
+    def failed(self, code: str, message: str) -> CompareReport:
+        return CompareReport("error", error_code=code, error_message=message)
+
+    def run(self) -> CompareReport:
+        from .imaging.compare import compare, highlight
+
+        images = []
+        for field, path in (("a", self.a), ("b", self.b)):
+            try:
+                images.append(_decode_file(path, self.max_pixels)[2])
+            except ImageError as exc:
+                return CompareReport("error", error_code=exc.code, error_message=exc.message, which=field)
+        a, b = images
+        if a.shape[:2] != b.shape[:2]:
+            return CompareReport("error", error_code="invalid_operation", which="b",
+                                 error_message=f"the images differ in size: a is {a.shape[1]}x{a.shape[0]}, "
+                                               f"b is {b.shape[1]}x{b.shape[0]}")
+        diff, mask = compare(a, b, self.fuzz)
+        rep = CompareReport("ok", diff.width, diff.height, diff.different_pixels, diff.different_fraction,
+                            diff.mean_abs_diff)
+        if self.output:
+            try:
+                fmt = codec.FORMATS[os.path.splitext(self.output)[1].lower()]
+                blob = codec.encode(highlight(a, mask), fmt)
+                atomic_write(self.output, blob)
+                rep.output_bytes = len(blob)
+            except ImageError as exc:
+                return CompareReport("error", error_code=exc.code, error_message=exc.message, which="output")
+        return rep
+
+
+@dataclass
+class RenderReport:
+    status: str
+    format: str = ""
+    outputs: list[tuple[tuple[int, ...], bytes, int, int, list[dict] | None]] = field(default_factory=list)
+    error_code: str | None = None
+    error_message: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RenderTask:
+    """Run a pipeline on uploaded bytes and return the encoded results (nothing touches the disk)."""
+
+    data: bytes
+    pipeline: Pipeline
+    format: str | None  # None: the input's own format (PNG when it cannot be written)
+    max_pixels: int
+
+    def failed(self, code: str, message: str) -> RenderReport:
+        return RenderReport("error", error_code=code, error_message=message)
+
+    def run(self) -> RenderReport:
+        timings = Timings()
+        try:
+            header = codec.probe(self.data, self.max_pixels)
+            w, h = (header.height, header.width) if header.orientation >= 5 else (header.width, header.height)
+            image = codec.decode(self.data, header, self.pipeline.decode_reduction(w, h))
+            try:
+                items = run(image, self.pipeline.operations, Context(self.max_pixels), timings)
+            except cv2.error as exc:
+                raise InvalidOperation(f"OpenCV refused the operation: {exc.err or exc}") from None
+            fmt = self.format or (header.format if header.format in codec.EXTENSIONS else "png")
+            enc = self.pipeline.encode
+            exif = header.exif if self.pipeline.metadata == "keep" else None
+            outputs = []
+            for item in items:
+                blob = codec.encode(item.image, fmt, enc.quality, enc.optimize, enc.progressive, enc.compression,
+                                    exif)
+                faces = None if item.faces is None else [
+                    {"x": x, "y": y, "width": bw, "height": bh} for (x, y, bw, bh) in item.faces]
+                outputs.append((item.suffix, blob, item.image.shape[1], item.image.shape[0], faces))
+            return RenderReport("ok", fmt, outputs, timings=timings.ms)
+        except ImageError as exc:
+            return RenderReport("error", error_code=exc.code, error_message=exc.message, timings=timings.ms)
+        except MemoryError:
+            return RenderReport("error", error_code="too_large", error_message="not enough memory for this image")

@@ -4,7 +4,10 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
@@ -12,7 +15,8 @@ from ..config import Settings, get_settings
 from ..engine import Engine
 from . import errors
 from ..jobs import JobManager
-from .routes import jobs, meta, process
+from .middleware import RequestLog
+from .routes import images, jobs, meta, process
 
 log = logging.getLogger("imgsrv")
 
@@ -43,9 +47,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.jobs.shutdown()
             await run_in_threadpool(engine.close)
 
-    app = FastAPI(title="imgsrv", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # Swagger UI's assets come from the fastapi-offline package and are served by the app
+    # itself: /docs works with no internet access.
+    app = FastAPIOffline(title="imgsrv", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                         swagger_ui_parameters={"tryItOutEnabled": False, "displayRequestDuration": True})
     errors.install(app)
+    app.add_middleware(RequestLog)
     app.include_router(process.router)
+    app.include_router(images.router)
     app.include_router(jobs.router)
     app.include_router(meta.router)
+
+    @app.get("/metrics", tags=["service"], response_class=Response,
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
+    async def metrics(request: Request) -> Response:
+        """Requests, images processed and failed by operation, processing-time histograms, queue depth, jobs."""
+        body = await run_in_threadpool(request.app.state.engine.metrics.render)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     return app

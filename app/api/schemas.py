@@ -241,3 +241,26 @@ class JobResults(BaseModel):
     limit: int
     total: int = Field(description="results matching the filter")
     results: list[ImageResult]
+
+
+# -- compare ----------------------------------------------------------------------------------
+
+class CompareRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [
+        {"a": "testimages/coffee.jpg", "b": "testimages/cyclo2.jpg", "output": "testoutput/diff.png", "fuzz": 10}]})
+
+    a: str = Field(description="first image")
+    b: str = Field(description="second image, same size as the first")
+    output: str | None = Field(None, description="where to write the diff image (changed pixels in red)")
+    fuzz: float = Field(10.0, ge=0, le=100, description="colour distance, in percent of 255, below which pixels "
+                                                        "count as equal (ImageMagick -fuzz)")
+
+
+class CompareResponse(BaseModel):
+    width: int
+    height: int
+    different_pixels: int
+    different_fraction: float = Field(description="different_pixels / (width * height)")
+    mean_abs_diff: float = Field(description="mean absolute difference over pixels and channels, 0..255")
+    output: str | None = None
+    output_bytes: int | None = None

@@ -1,0 +1,44 @@
+"""One log line per request with a request id, and the HTTP metrics (pure ASGI middleware)."""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("imgsrv.http")
+
+
+class RequestLog:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), None)
+        rid = (rid or uuid.uuid4().hex[:16])[:64]
+        scope.setdefault("state", {})["request_id"] = rid
+        status = 500
+        start = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode("latin-1"))]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", None) or "(unmatched)"
+            log.info("%s %s %s %d %.1f ms", rid, scope["method"], scope["path"], status, elapsed * 1000.0)
+            app = scope.get("app")
+            engine = getattr(getattr(app, "state", None), "engine", None)
+            if engine is not None:
+                engine.metrics.observe_request(route, scope["method"], status, elapsed)

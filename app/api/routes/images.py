@@ -1,0 +1,141 @@
+"""POST /render (upload an image, get the result back) and POST /compare (image diff)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from ...errors import InvalidRequest
+from ...imaging.codec import CONTENT_TYPES, EXTENSIONS, FORMATS
+from ...planning import build_pipeline
+from ...storage import resolve
+from ...worker import CompareTask, RenderTask
+from ..deps import EngineDep
+from ..errors import validation_response
+from ..schemas import CompareRequest, CompareResponse, OperationItem, OutputFormat
+
+router = APIRouter(tags=["images"])
+
+_OPERATIONS = TypeAdapter(list[OperationItem])
+_FORMAT = TypeAdapter(OutputFormat)
+
+# Per-image error codes of a single-image endpoint to HTTP statuses.
+STATUS_OF_CODE = {"not_found": 422, "decode_error": 422, "too_large": 422, "invalid_operation": 422,
+                  "write_error": 422, "worker_crashed": 500, "timeout": 504}
+
+RENDER_FORM = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {
+            "file": {"type": "string", "format": "binary", "description": "the image"},
+            "operations": {"type": "string", "default": '["resize=0.5"]',
+                           "description": 'JSON array of operations, e.g. ["resize=0.5", {"op": "blur", "kernel": 5}]'},
+            "format": {"type": "string", "enum": ["jpeg", "png", "webp"],
+                       "description": "output format; default: the input's"},
+        }}}},
+}
+
+
+def _image_error(code: str, message: str, field: str) -> Response:
+    status = STATUS_OF_CODE.get(code, 422)
+    if status != 422:
+        return Response(json.dumps({"detail": message, "code": code}), status_code=status,
+                        media_type="application/json")
+    return validation_response([{"loc": ("body", *field.split(".")), "msg": message, "type": code}])
+
+
+@router.post("/render", openapi_extra={"requestBody": RENDER_FORM},
+             responses={200: {"description": "the image, or a zip of every output when the pipeline fans out",
+                              "content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}, "application/zip": {}}},
+                        413: {"description": "the upload is larger than IMGSRV_MAX_UPLOAD_BYTES"},
+                        422: {"description": "invalid operations or format, or an image that cannot be processed"},
+                        429: {"description": "the worker queue is full"}})
+async def render(request: Request, engine: EngineDep) -> Response:
+    """Upload one image and the operations; get the resulting image back (nothing is stored).
+
+    A pipeline that fans out (split) answers a zip holding every output, named
+    ``STEM_I.EXT`` after the uploaded file's name.
+    """
+    from ..uploads import read_form
+
+    s = engine.settings
+    parts = await read_form(request, s.max_upload_bytes)
+    if "file" not in parts or not parts["file"].data:
+        raise InvalidRequest("the form needs a non-empty 'file' field with the image", "file")
+    try:
+        raw = parts["operations"].data.decode() if "operations" in parts else "[]"
+        ops = _OPERATIONS.validate_python(json.loads(raw or "[]"))
+    except ValueError as exc:
+        if isinstance(exc, ValidationError):
+            return validation_response([{**e, "loc": ("body", "operations", *e["loc"])} for e in exc.errors()])
+        raise InvalidRequest(f"operations must be a JSON array: {exc}", "operations") from None
+    fmt = None
+    if "format" in parts and parts["format"].data.strip():
+        try:
+            fmt = _FORMAT.validate_python(parts["format"].data.decode())
+        except ValidationError:
+            raise InvalidRequest("format must be jpeg, png or webp", "format") from None
+        if fmt not in ("jpeg", "png", "webp"):
+            raise InvalidRequest("format must be jpeg, png or webp", "format")
+    pipeline = build_pipeline(ops, "keep", s.max_pixels)
+    upload = parts["file"]
+    task = RenderTask(bytes(upload.data), pipeline, fmt, s.max_pixels)
+    upload.data = bytearray()
+    rep = await engine.run_one(task, pipeline)
+    if rep.status != "ok":
+        return _image_error(rep.error_code, rep.error_message, "file")
+    stem = os.path.splitext(os.path.basename(upload.filename or "image"))[0] or "image"
+    ext = EXTENSIONS[rep.format]
+    if not pipeline.fanout_shape:
+        suffix, blob, w, h, faces = rep.outputs[0]
+        headers = {"Content-Disposition": f'inline; filename="{stem}{ext}"', "X-Image-Width": str(w),
+                   "X-Image-Height": str(h)}
+        if faces is not None:
+            headers["X-Faces"] = json.dumps(faces)
+        return Response(blob, media_type=CONTENT_TYPES[rep.format], headers=headers)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for suffix, blob, _w, _h, _faces in rep.outputs:
+            zf.writestr(stem + "".join(f"_{i}" for i in suffix) + ext, blob)
+    return Response(buf.getvalue(), media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{stem}.zip"'})
+
+
+def _plan_compare(body: CompareRequest, engine) -> CompareTask:
+    s = engine.settings
+    root = str(s.data_root)
+    a = resolve(root, body.a, "a")
+    b = resolve(root, body.b, "b")
+    out = None
+    if body.output is not None:
+        if os.path.splitext(body.output)[1].lower() not in FORMATS:
+            raise InvalidRequest(f"the output's extension is not one of {', '.join(sorted(FORMATS))}", "output")
+        out = resolve(root, body.output, "output")
+        if out in (a, b):
+            raise InvalidRequest("the output is one of the inputs; imgsrv never overwrites an input", "output")
+    return CompareTask(a, b, out, body.fuzz, s.max_pixels)
+
+
+@router.post("/compare", response_model=CompareResponse,
+             responses={403: {"description": "a path leads outside the data root"},
+                        422: {"description": "invalid body, an image missing or undecodable, or sizes differ"}})
+async def compare(body: CompareRequest, engine: EngineDep):
+    """Count the pixels that differ between two images of the same size (ImageMagick ``compare -fuzz``).
+
+    Two pixels differ when the distance of their colours is above ``fuzz`` percent of 255.
+    With ``output``, a diff image is written: a faded copy of ``a`` with changed pixels in red.
+    """
+    task = await run_in_threadpool(_plan_compare, body, engine)
+    rep = await engine.run_one(task)
+    if rep.status != "ok":
+        return _image_error(rep.error_code, rep.error_message, rep.which or "a")
+    return CompareResponse(width=rep.width, height=rep.height, different_pixels=rep.different_pixels,
+                           different_fraction=rep.different_fraction, mean_abs_diff=rep.mean_abs_diff,
+                           output=body.output, output_bytes=rep.output_bytes)
