@@ -23,7 +23,7 @@ from .imaging.codec import EXTENSIONS
 from .operations import parse_operation
 from .pipeline import Pipeline
 from .planning import check_output_format
-from .storage import output_names, resolve, walk_files
+from .storage import clean_temp_files, output_names, resolve, walk_files
 from .store import JobRow
 from .worker import Report, Task
 
@@ -271,12 +271,33 @@ class JobManager:
         task.add_done_callback(lambda _t: self._runners.pop(job_id, None))
 
     async def resume_all(self) -> None:
+        """Start again every job left queued or running by a previous server (after a crash too)."""
         for job in await asyncio.to_thread(self.engine.store.active_jobs):
             if job.cancel:
                 await asyncio.to_thread(self.engine.store.finish_job, job.id, "cancelled")
                 continue
-            log.info("resuming job %s at %d/%d images", job.id, job.done, job.total)
+            removed = await asyncio.to_thread(self._clean_temp_files, job)
+            log.info("resuming job %s at %d/%d images (%d stray temporary files removed)", job.id, job.done,
+                     job.total, removed)
             self.start(job.id)
+
+    def _clean_temp_files(self, job: JobRow) -> int:
+        """Temporary files of writers killed mid-write, in the folders this job writes to."""
+        root = str(self.engine.settings.data_root)
+        spec = json.loads(job.spec)
+        if spec.get("output_dir"):
+            rels = [spec["output_dir"]]
+            recursive = True
+        else:
+            rels = sorted({os.path.dirname(o) for o in self.engine.store.pending_outputs(job.id)})
+            recursive = False
+        folders = []
+        for rel in rels:
+            try:
+                folders.append(resolve(root, rel or ".", "output"))
+            except ImgsrvError:
+                continue
+        return clean_temp_files(folders, recursive)
 
     async def cancel(self, job_id: str, wait: float = 60.0) -> None:
         await asyncio.to_thread(self.engine.store.request_cancel, job_id)

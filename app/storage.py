@@ -110,11 +110,11 @@ def _umask() -> int:
     return mask
 
 
-def clean_temp_files(folders: list[str]) -> int:
+def clean_temp_files(folders: list[str], recursive: bool = True) -> int:
     """Remove temporary files left by writers that died mid-write; returns how many."""
     removed = 0
     for folder in folders:
-        for dirpath, _dirs, files in os.walk(folder):
+        for dirpath, dirs, files in os.walk(folder):
             for name in files:
                 if name.startswith(TEMP_PREFIX):
                     try:
@@ -122,6 +122,8 @@ def clean_temp_files(folders: list[str]) -> int:
                         removed += 1
                     except OSError:
                         pass
+            if not recursive:
+                dirs.clear()
     return removed
 
 

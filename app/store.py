@@ -228,6 +228,11 @@ class Store:
         with self._lock:
             self._db.execute("UPDATE jobs SET cancel = 1 WHERE id = ?", (job_id,))
 
+    def pending_outputs(self, job_id: str) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT output FROM job_items WHERE job_id = ? AND status IS NULL", (job_id,))]
+
     def pending_items(self, job_id: str, after_seq: int, limit: int) -> list[tuple[int, str, str]]:
         with self._lock:
             return self._db.execute(
