@@ -61,8 +61,6 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import time
 
-    from pydantic_core import PydanticCustomError
-
     source = os.path.abspath(args.source)
     output_dir = os.path.abspath(args.output_dir)
     state_dir = args.state_dir or os.environ.get("IMGSRV_STATE_DIR") or os.path.join(output_dir, ".imgsrv")
@@ -81,10 +79,9 @@ def run(args: argparse.Namespace) -> int:
     for text in args.op:
         try:
             operations.append(parse_operation(text))
-        except (ValidationError, PydanticCustomError) as exc:
-            errors = exc.errors() if isinstance(exc, ValidationError) else [{"msg": str(exc), "loc": ()}]
+        except ValidationError as exc:
             detail = "; ".join((".".join(str(p) for p in e["loc"][1:]) + ": " if len(e["loc"]) > 1 else "")
-                               + e["msg"].removeprefix("Value error, ") for e in errors)
+                               + e["msg"].removeprefix("Value error, ") for e in exc.errors())
             print(f"imgsrv: --op {text!r}: {detail}", file=sys.stderr)
             return 2
 

@@ -43,21 +43,25 @@ class Pipeline:
         blob = json.dumps({"ops": self.normalized(), "metadata": self.metadata}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
-    def decode_reduction(self, width: int, height: int) -> int:
-        """The JPEG reduced-decode factor (1, 2, 4 or 8) the plan allows for an image of this size.
+    def plan_decode(self, width: int, height: int) -> tuple[int, tuple[Operation, ...]]:
+        """The JPEG reduced-decode factor (1, 2, 4 or 8) for an upright image of this size, and
+        the operations to run on the decoded image.
 
-        Allowed when the first operation that changes pixels is a downscaling resize whose
-        reduced decode is still at least as large as the result (libjpeg scales in the DCT domain,
-        which averages like INTER_AREA does).
+        A reduced decode is used when the first operation that changes pixels is a downscaling
+        resize and the reduced image is still at least as large as its result (libjpeg scales
+        in the DCT domain, which averages like INTER_AREA). That resize is then given as the
+        absolute size it computes for the full image, so the output has the same size either way.
         """
-        first = next((op for op in self.operations if not isinstance(op, Encode)), None)
-        if not isinstance(first, Resize) or first.fit == "cover":
-            return 1
-        tw, th = first.size_for(width, height)
+        ops = self.operations
+        i = next((k for k, op in enumerate(ops) if not isinstance(op, Encode)), None)
+        if i is None or not isinstance(ops[i], Resize) or ops[i].fit == "cover":
+            return 1, ops
+        tw, th = ops[i].size_for(width, height)
         for factor in (8, 4, 2):
             if width // factor >= tw and height // factor >= th:
-                return factor
-        return 1
+                exact = Resize(width=tw, height=th, fit="stretch")
+                return factor, ops[:i] + (exact,) + ops[i + 1:]
+        return 1, ops
 
 
 @dataclass

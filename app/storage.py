@@ -75,33 +75,63 @@ def atomic_write(path: str, data: bytes) -> None:
     is renamed over ``path``. On any failure the temporary file is removed and whatever was
     at ``path`` before stays as it was. Missing folders are created.
     """
-    folder = os.path.dirname(path)
+    write_all([(path, data)])
+
+
+def write_all(files: list[tuple[str, bytes]]) -> None:
+    """Write several files all or nothing (the tiles of one image).
+
+    Every file is first written whole to a temporary file beside its destination and
+    flushed; only when all succeeded are they renamed into place. If any write fails,
+    every temporary file is removed and no destination is touched.
+    """
+    staged: list[tuple[str, str]] = []
+    try:
+        for path, data in files:
+            staged.append((_stage(path, data), path))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException as exc:
+        for tmp, _path in staged:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(exc, OSError):
+            raise WriteError(f"the output could not be written: {_reason(exc)}") from None
+        raise
+
+
+def _reason(exc: OSError) -> str:
+    return "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+
+
+def _stage(path: str, data: bytes) -> str:
+    """Write ``data`` to a flushed temporary file in ``path``'s folder; its name."""
+    folder = os.path.dirname(path) or "."
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
-        raise WriteError(f"the output folder cannot be made: {exc.strerror}") from None
+        raise WriteError(f"the output folder cannot be made: {_reason(exc)}") from None
     if os.path.isdir(path):
         raise WriteError("the output path is a folder")
     try:
         fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
     except OSError as exc:
-        raise WriteError(f"cannot write in the output folder: {exc.strerror}") from None
+        raise WriteError(f"cannot write in the output folder: {_reason(exc)}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException as exc:
+    except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        if isinstance(exc, OSError):
-            reason = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror
-            raise WriteError(f"the output could not be written: {reason}") from None
         raise
+    return tmp
 
 
 def _umask() -> int:

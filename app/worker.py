@@ -17,7 +17,7 @@ from .errors import ImageError, InvalidOperation, WriteError  # noqa: E402
 from .imaging import codec  # noqa: E402
 from .operations import Context  # noqa: E402
 from .pipeline import Pipeline, Timings, run  # noqa: E402
-from .storage import atomic_write, read_input  # noqa: E402
+from .storage import atomic_write, read_input, write_all  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -120,12 +120,13 @@ def run_task(task: Task) -> Report:
         t = time.perf_counter()
         header = codec.probe(data, task.max_pixels)
         w, h = (header.height, header.width) if header.orientation >= 5 else (header.width, header.height)
-        image = codec.decode(data, header, task.pipeline.decode_reduction(w, h))
+        factor, operations = task.pipeline.plan_decode(w, h)
+        image = codec.decode(data, header, factor)
         del data
         timings.add("decode", time.perf_counter() - t)
 
         try:
-            items = run(image, task.pipeline.operations, Context(task.max_pixels), timings)
+            items = run(image, operations, Context(task.max_pixels), timings)
         except ImageError:
             raise
         except cv2.error as exc:
@@ -142,11 +143,12 @@ def run_task(task: Task) -> Report:
         timings.add("encode", time.perf_counter() - t)
 
         t = time.perf_counter()
-        outputs = []
-        for path, item, blob in zip(task.outputs, items, blobs):
+        for path in task.outputs:
             if os.path.exists(path) and os.path.samefile(path, task.input):
                 raise WriteError("the output is the input file itself (a link to it)")
-            atomic_write(path, blob)
+        write_all(list(zip(task.outputs, blobs)))
+        outputs = []
+        for path, item, blob in zip(task.outputs, items, blobs):
             faces = None if item.faces is None else [
                 {"x": x, "y": y, "width": bw, "height": bh} for (x, y, bw, bh) in item.faces]
             ih, iw = item.image.shape[:2]
@@ -254,9 +256,10 @@ class RenderTask:
         try:
             header = codec.probe(self.data, self.max_pixels)
             w, h = (header.height, header.width) if header.orientation >= 5 else (header.width, header.height)
-            image = codec.decode(self.data, header, self.pipeline.decode_reduction(w, h))
+            factor, operations = self.pipeline.plan_decode(w, h)
+            image = codec.decode(self.data, header, factor)
             try:
-                items = run(image, self.pipeline.operations, Context(self.max_pixels), timings)
+                items = run(image, operations, Context(self.max_pixels), timings)
             except cv2.error as exc:
                 raise InvalidOperation(f"OpenCV refused the operation: {exc.err or exc}") from None
             fmt = self.format or (header.format if header.format in codec.EXTENSIONS else "png")

@@ -42,6 +42,7 @@ class Header:
     width: int
     height: int
     frames: int
+    gray: bool  # a single-channel image
     orientation: int  # EXIF orientation 1..8 (1 = upright)
     exif: bytes | None  # the raw EXIF block of a JPEG ("Exif\0\0" + TIFF data)
 
@@ -57,6 +58,7 @@ def probe(data: bytes, max_pixels: int) -> Header:
                 fmt = _PIL_FORMATS.get(im.format or "")
                 width, height = im.size
                 frames = getattr(im, "n_frames", 1)
+                gray = im.mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F")
                 try:
                     orientation = int(im.getexif().get(0x0112, 1))
                 except Exception:  # a broken EXIF block does not make a broken image
@@ -72,10 +74,14 @@ def probe(data: bytes, max_pixels: int) -> Header:
         raise TooLarge(f"the image has {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}")
     if orientation not in range(1, 9):
         orientation = 1
-    return Header(fmt, width, height, frames, orientation, exif if isinstance(exif, bytes) else None)
+    if fmt == "tiff":
+        orientation = 1  # OpenCV's TIFF decoder applies the orientation tag itself
+    return Header(fmt, width, height, frames, gray, orientation, exif if isinstance(exif, bytes) else None)
 
 
 _REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+_REDUCED_GRAY = {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+                 8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
 
 
 def decode(data: bytes, header: Header, reduce: int = 1) -> np.ndarray:
@@ -86,7 +92,7 @@ def decode(data: bytes, header: Header, reduce: int = 1) -> np.ndarray:
     """
     buf = np.frombuffer(data, dtype=np.uint8)
     if reduce in _REDUCED and header.format == "jpeg":
-        flags = _REDUCED[reduce] | cv2.IMREAD_IGNORE_ORIENTATION
+        flags = (_REDUCED_GRAY if header.gray else _REDUCED)[reduce] | cv2.IMREAD_IGNORE_ORIENTATION
     else:
         flags = cv2.IMREAD_UNCHANGED  # keeps alpha, 16 bits and gray; ignores EXIF orientation
     try:

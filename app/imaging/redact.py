@@ -44,5 +44,8 @@ def outline(img: np.ndarray, box: Box, color: Sequence[int] = (0, 255, 0)) -> np
     out = img.copy()
     x, y, w, h = box
     thickness = max(2, round(max(img.shape[:2]) / 300))
-    cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), pixel_color(img, color), thickness)
+    inset = thickness // 2  # the line is drawn centred on the rectangle: keep it inside the box
+    x0, y0 = x + inset, y + inset
+    x1, y1 = max(x0, x + w - 1 - inset), max(y0, y + h - 1 - inset)
+    cv2.rectangle(out, (x0, y0), (x1, y1), pixel_color(img, color), thickness)
     return out

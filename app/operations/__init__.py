@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Union
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
-from .base import Context, Item, Operation, ShorthandError, key_values
+from .base import Context, Item, Operation, ShorthandError, key_values, scalar
 from .encode import Encode
 from .filters import Blur, Grayscale, Threshold
 from .geometry import Crop, Flip, Resize, Rotate, Split
@@ -71,7 +71,7 @@ def tokenize(value: Any) -> dict[str, Any] | None:
         return {"op": canonical}
     try:
         if key == "quality":
-            params = {"quality": arg}
+            params = {"quality": scalar(arg)}
         elif ":" in arg and "," not in arg.split(":", 1)[0]:
             params = key_values(arg)
         else:
@@ -86,7 +86,10 @@ def tokenize(value: Any) -> dict[str, Any] | None:
 
 def parse_operation(value: Any) -> Operation | None:
     """Validate one operation given in either syntax (raises pydantic.ValidationError)."""
-    data = tokenize(value)
+    try:
+        data = tokenize(value)
+    except PydanticCustomError as exc:
+        raise ValidationError.from_exception_data("operation", [{"type": exc, "loc": (), "input": value}]) from None
     return None if data is None else _ADAPTER.validate_python(data)
 
 

@@ -1,0 +1,44 @@
+"""Shared fixtures of the unit tests: real photos as OpenCV arrays and a data root."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests import images
+
+
+def load(name: str, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
+    """A photo of testimages/ as OpenCV decodes it (BGR, gray for camera.png)."""
+    img = cv2.imread(str(images.testimage(name)), flags)
+    assert img is not None, name
+    return img
+
+
+@pytest.fixture(scope="session")
+def chelsea() -> np.ndarray:
+    """451x300 BGR photo (odd width)."""
+    return load("chelsea.jpg")
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """512x512 BGR photo with one face."""
+    return load("astronaut.jpg")
+
+
+@pytest.fixture(scope="session")
+def camera() -> np.ndarray:
+    """512x512 8-bit grayscale photo."""
+    return load("camera.png")
+
+
+@pytest.fixture()
+def root(tmp_path: Path) -> str:
+    """A data root: the real path of a fresh temporary folder."""
+    real = os.path.realpath(tmp_path / "root")
+    os.makedirs(real)
+    return real

@@ -1,0 +1,267 @@
+"""Paths under the data root, output naming, atomic writes and reading inputs."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from app.errors import DecodeError, InvalidRequest, NotFound, PathOutsideRoot, WriteError
+from app.storage import TEMP_PREFIX, atomic_write, output_names, read_input, resolve
+from tests import images
+
+FIELD = "images[3].input"
+
+
+@pytest.fixture()
+def outside(tmp_path) -> str:
+    """A folder next to the data root, with a file in it."""
+    folder = os.path.realpath(tmp_path / "outside")
+    os.makedirs(folder)
+    Path(folder, "secret.jpg").write_bytes(images.jpeg_bytes())
+    return folder
+
+
+# ---------------------------------------------------------------- resolve: accepted
+
+
+def test_relative_path_inside_the_root(root):
+    images.jpeg(Path(root, "in"), "a.jpg")
+    assert resolve(root, "in/a.jpg", FIELD) == os.path.join(root, "in", "a.jpg")
+
+
+def test_relative_path_that_does_not_exist_yet_is_fine(root):
+    assert resolve(root, "out/new/b.png", FIELD) == os.path.join(root, "out", "new", "b.png")
+
+
+def test_absolute_path_inside_the_root(root):
+    path = os.path.join(root, "x", "a.jpg")
+    assert resolve(root, path, FIELD) == path
+
+
+def test_dot_dot_that_stays_inside_is_fine(root):
+    os.makedirs(os.path.join(root, "a", "b"))
+    assert resolve(root, "a/b/../c.jpg", FIELD) == os.path.join(root, "a", "c.jpg")
+
+
+def test_symlink_staying_inside_the_root_is_fine(root):
+    images.jpeg(Path(root, "real"), "a.jpg")
+    os.symlink(os.path.join(root, "real"), os.path.join(root, "alias"))
+    os.symlink("real/a.jpg", os.path.join(root, "link.jpg"))
+    assert resolve(root, "alias/a.jpg", FIELD) == os.path.join(root, "real", "a.jpg")
+    assert resolve(root, "link.jpg", FIELD) == os.path.join(root, "real", "a.jpg")
+
+
+# ---------------------------------------------------------------- resolve: outside the root (403)
+
+
+def assert_outside(root, path):
+    with pytest.raises(PathOutsideRoot) as exc:
+        resolve(root, path, FIELD)
+    assert exc.value.field == FIELD
+    assert exc.value.status_code == 403
+    return exc.value
+
+
+def test_dot_dot_escaping_the_root(root, outside):
+    assert_outside(root, "../outside/secret.jpg")
+    assert_outside(root, "a/../../outside/secret.jpg")
+    assert_outside(root, "..")
+
+
+def test_absolute_path_elsewhere(root, outside):
+    assert_outside(root, os.path.join(outside, "secret.jpg"))
+    assert_outside(root, "/etc/passwd")
+
+
+def test_sibling_folder_sharing_the_roots_name_as_prefix(root):
+    sibling = root + "-other"
+    os.makedirs(sibling)
+    assert_outside(root, os.path.join(sibling, "a.jpg"))
+    assert_outside(root, "../" + os.path.basename(sibling) + "/a.jpg")
+
+
+def test_symlinked_file_leading_out(root, outside):
+    os.symlink(os.path.join(outside, "secret.jpg"), os.path.join(root, "innocent.jpg"))
+    assert_outside(root, "innocent.jpg")
+
+
+def test_symlinked_folder_leading_out(root, outside):
+    os.symlink(outside, os.path.join(root, "photos"))
+    assert_outside(root, "photos/secret.jpg")
+    assert_outside(root, "photos/not-there-yet.jpg")  # an output that would be created outside
+    assert_outside(root, os.path.join(root, "photos", "secret.jpg"))
+
+
+def test_dangling_symlink_pointing_out(root, outside):
+    os.symlink(os.path.join(outside, "new.jpg"), os.path.join(root, "out.jpg"))
+    assert_outside(root, "out.jpg")
+
+
+# ---------------------------------------------------------------- resolve: junk (422)
+
+
+@pytest.mark.parametrize("path", ["", "   ", "a\x00b.jpg", "in\\a.jpg", "..\\..\\etc\\passwd",
+                                  "a/" * 2100 + "x.jpg"],
+                         ids=["empty", "blank", "nul", "backslash", "backslash-dotdot", "over-long"])
+def test_junk_paths_are_invalid_requests(root, path):
+    with pytest.raises(InvalidRequest) as exc:
+        resolve(root, path, FIELD)
+    assert exc.value.field == FIELD
+    assert exc.value.status_code == 422
+
+
+def test_non_string_path_is_an_invalid_request(root):
+    with pytest.raises(InvalidRequest) as exc:
+        resolve(root, None, "images[0].output")  # type: ignore[arg-type]
+    assert exc.value.field == "images[0].output"
+
+
+# ---------------------------------------------------------------- output_names
+
+
+def test_output_name_without_fan_out_is_the_output():
+    assert output_names("out/a.jpg", ()) == ["out/a.jpg"]
+
+
+def test_output_names_for_quadrants():
+    assert output_names("testoutput/cyclo1_processed.jpg", (4,)) == [
+        f"testoutput/cyclo1_processed_{i}.jpg" for i in range(4)]
+
+
+def test_output_names_for_nested_splits_are_row_major():
+    names = output_names("o/cyclo1_processed.jpg", (4, 4))
+    assert len(names) == 16
+    assert names[0] == "o/cyclo1_processed_0_0.jpg"
+    assert names[3] == "o/cyclo1_processed_0_3.jpg"
+    assert names[4] == "o/cyclo1_processed_1_0.jpg"
+    assert names[-1] == "o/cyclo1_processed_3_3.jpg"
+    assert len(output_names("a.png", (2, 3, 2))) == 12 and output_names("a.png", (2, 3, 2))[-1] == "a_1_2_1.png"
+
+
+def test_output_names_keep_dots_in_the_stem_and_the_folder():
+    assert output_names("/d.v1/my.photo.PNG", (2,)) == ["/d.v1/my.photo_0.PNG", "/d.v1/my.photo_1.PNG"]
+
+
+# ---------------------------------------------------------------- atomic_write
+
+
+def temp_files(folder) -> list[str]:
+    return [n for n in os.listdir(folder) if n.startswith(TEMP_PREFIX)]
+
+
+def test_atomic_write_writes_and_creates_folders(root):
+    path = os.path.join(root, "a", "b", "c", "out.jpg")
+    data = images.jpeg_bytes()
+    atomic_write(path, data)
+    assert Path(path).read_bytes() == data
+    assert temp_files(os.path.dirname(path)) == []
+    # permissions of a normal new file (a temp file would be 0600, unreadable by a web server)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o644 & ~umask
+
+
+def test_atomic_write_replaces_an_existing_file(root):
+    path = os.path.join(root, "out.png")
+    Path(path).write_bytes(b"old")
+    atomic_write(path, b"new content")
+    assert Path(path).read_bytes() == b"new content"
+    assert temp_files(root) == []
+
+
+def test_atomic_write_with_a_bare_relative_file_name(root, monkeypatch):
+    monkeypatch.chdir(root)
+    atomic_write("out.jpg", b"data")
+    assert Path(root, "out.jpg").read_bytes() == b"data"
+
+
+def test_atomic_write_where_the_parent_is_a_file(root):
+    blocker = Path(root, "out")
+    blocker.write_bytes(b"i am a file")
+    with pytest.raises(WriteError) as exc:
+        atomic_write(os.path.join(root, "out", "sub", "x.jpg"), b"data")
+    assert exc.value.code == "write_error"
+    assert blocker.read_bytes() == b"i am a file"
+    assert temp_files(root) == []
+
+
+def test_atomic_write_onto_a_folder_is_refused_and_the_folder_kept(root):
+    os.makedirs(os.path.join(root, "out.jpg", "inner"))
+    with pytest.raises(WriteError):
+        atomic_write(os.path.join(root, "out.jpg"), b"data")
+    assert os.path.isdir(os.path.join(root, "out.jpg", "inner"))
+    assert temp_files(root) == []
+
+
+def test_atomic_write_failing_mid_write_keeps_the_old_file(root):
+    """The write hits the file-size limit (EFBIG, like a full disk) after the temp file is
+    created: the old output must stay whole and no temporary file may remain."""
+    path = os.path.join(root, "out.jpg")
+    old = images.jpeg_bytes("chelsea.jpg")
+    Path(path).write_bytes(old)
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        from app.errors import WriteError
+        from app.storage import atomic_write
+        try:
+            atomic_write({path!r}, b"x" * 1_000_000)
+        except WriteError as exc:
+            print("WriteError:", exc.message)
+            sys.exit(0)
+        sys.exit(3)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("WriteError:")
+    assert Path(path).read_bytes() == old
+    assert temp_files(root) == []
+
+
+def test_atomic_write_with_unwritable_data_keeps_the_old_file(root):
+    path = os.path.join(root, "out.jpg")
+    Path(path).write_bytes(b"old")
+    with pytest.raises(TypeError):
+        atomic_write(path, "not bytes")  # type: ignore[arg-type]
+    assert Path(path).read_bytes() == b"old"
+    assert temp_files(root) == []
+
+
+# ---------------------------------------------------------------- read_input
+
+
+def test_read_input_returns_the_bytes(root):
+    path = images.jpeg(root, "a.jpg")
+    assert read_input(str(path)) == images.jpeg_bytes()
+
+
+def test_read_input_missing_file_is_not_found(root):
+    with pytest.raises(NotFound) as exc:
+        read_input(os.path.join(root, "nope.jpg"))
+    assert exc.value.code == "not_found"
+
+
+def test_read_input_on_a_folder_is_not_found(root):
+    os.makedirs(os.path.join(root, "folder.jpg"))
+    with pytest.raises(NotFound) as exc:
+        read_input(os.path.join(root, "folder.jpg"))
+    assert "folder" in exc.value.message
+
+
+@pytest.mark.timeout(20)
+def test_read_input_on_a_fifo_is_a_decode_error_without_hanging(root):
+    fifo = os.path.join(root, "pipe.jpg")
+    os.mkfifo(fifo)
+    with pytest.raises(DecodeError) as exc:
+        read_input(fifo)
+    assert exc.value.code == "decode_error"
+
+
+def test_read_input_on_an_empty_file_returns_nothing(root):
+    assert read_input(str(images.empty_file(root))) == b""
