@@ -20,7 +20,8 @@ from .worker import Report
 class Engine:
     def __init__(self, settings: Settings, executor: Executor | None = None, store: Store | None = None):
         self.settings = settings
-        self.executor = executor or make_executor(settings.executor, settings.workers, settings.task_timeout)
+        self.executor = executor or make_executor(settings.executor, settings.workers, settings.task_timeout,
+                                                  str(settings.data_root))
         self.store = store or Store(settings.state_dir)  # type: ignore[arg-type]
         self._pending = 0  # images submitted by /process and not finished
         self._lock = threading.Lock()

@@ -21,8 +21,12 @@ from .worker import Report, Task, execute, init_worker
 log = logging.getLogger("imgsrv.executor")
 
 
+class WorkerLost(Exception):
+    """The worker running a task died (raised by backends that detect it themselves)."""
+
+
 class Executor:
-    """A pool of workers running ``run_task``."""
+    """A pool of workers running tasks; ``submit`` never fails, every outcome is a report."""
 
     kind = "base"
 
@@ -55,6 +59,10 @@ class Executor:
             log.warning("a worker died while processing an image (exit code %s); a new one takes its place",
                         exc.exitcode)
             return task.failed("worker_crashed", f"the worker processing this image died (exit code {exc.exitcode})")
+        except WorkerLost as exc:
+            self._count_crash()
+            log.warning("%s", exc)
+            return task.failed("worker_crashed", str(exc))
         except Exception as exc:  # a bug in the worker, or the pool broke
             log.exception("a task failed unexpectedly")
             return task.failed("worker_crashed", f"the worker failed: {type(exc).__name__}: {exc}")
@@ -107,7 +115,7 @@ class ThreadExecutor(Executor):
         self._pool.shutdown(wait=True, cancel_futures=False)
 
 
-def make_executor(kind: str, workers: int, task_timeout: float | None = None) -> Executor:
+def make_executor(kind: str, workers: int, task_timeout: float | None = None, data_root: str = "/") -> Executor:
     if kind == "process":
         return ProcessExecutor(workers, task_timeout)
     if kind == "thread":
@@ -115,5 +123,5 @@ def make_executor(kind: str, workers: int, task_timeout: float | None = None) ->
     if kind.startswith("dask://"):
         from .dask_executor import DaskExecutor  # optional dependency
 
-        return DaskExecutor(kind, workers, task_timeout)
+        return DaskExecutor(kind, workers, task_timeout, data_root)
     raise ValueError(f"unknown executor {kind!r}")
