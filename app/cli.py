@@ -87,7 +87,12 @@ def run(args: argparse.Namespace) -> int:
 
     # Pool processes inherit "ignore SIGINT": Ctrl-C reaches only this process, which stops cleanly.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    engine = Engine(settings)
+    try:
+        engine = Engine(settings)
+    except RuntimeError as exc:  # an executor that cannot start (an unreachable Dask cluster, ...)
+        signal.signal(signal.SIGINT, previous)
+        print(f"imgsrv: {exc}", file=sys.stderr)
+        return 2
     try:
         try:
             job_id = submit_job(engine, operations=operations, metadata=args.metadata,

@@ -18,7 +18,7 @@ from .worker import execute
 
 log = logging.getLogger("imgsrv.executor")
 
-CONNECT_TIMEOUT = 15.0
+CONNECT_TIMEOUT = 10.0
 WORKERS_TIMEOUT = 30.0
 
 
