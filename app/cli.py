@@ -13,12 +13,17 @@ from .config import Settings
 LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(threadName)s %(name)s: %(message)s"
 
 
+class UsageError(Exception):
+    """Invalid arguments or settings: the message is shown and the exit code is 2."""
+
+
 def _settings(overrides: dict) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        sys.exit(f"imgsrv: invalid setting: {problems}")
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors())
+        raise UsageError(f"invalid setting: {problems}") from None
 
 
 def _prepare(settings: Settings) -> None:
@@ -61,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import time
 
+    output_format = _format(args.format)
     source = os.path.abspath(args.source)
     output_dir = os.path.abspath(args.output_dir)
     state_dir = args.state_dir or os.environ.get("IMGSRV_STATE_DIR") or os.path.join(output_dir, ".imgsrv")
@@ -98,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             job_id = submit_job(engine, operations=operations, metadata=args.metadata,
                                 skip_existing=not args.no_skip,
                                 source={"dir": source, "pattern": args.pattern, "recursive": args.recursive},
-                                output_dir=output_dir, output_format=_format(args.format))
+                                output_dir=output_dir, output_format=output_format)
         except RequestError as exc:
             print(f"imgsrv: {exc.field + ': ' if exc.field else ''}{exc.message}", file=sys.stderr)
             return 2
@@ -156,7 +162,7 @@ def _format(value: str | None) -> str | None:
     v = value.strip().lower().lstrip(".")
     v = {"jpg": "jpeg", "tif": "tiff"}.get(v, v)
     if v not in ("jpeg", "png", "webp", "tiff", "bmp"):
-        sys.exit(f"imgsrv: --format must be jpeg, png, webp, tiff or bmp, not {value!r}")
+        raise UsageError(f"--format must be jpeg, png, webp, tiff or bmp, not {value!r}")
     return v
 
 
@@ -199,8 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "run":
-        logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
-        return run(args)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    return serve(args)
+    try:
+        if args.command == "run":
+            logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+            return run(args)
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+        return serve(args)
+    except UsageError as exc:
+        print(f"imgsrv: {exc}", file=sys.stderr)
+        return 2

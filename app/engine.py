@@ -54,21 +54,15 @@ class Engine:
         """Seconds after which a refused client may try again: a rough drain time of the queue."""
         return max(1, min(60, self._pending // max(1, self.executor.workers * 20)))
 
-    def with_expectations(self, planned: Sequence[PlannedImage], skip_existing: bool) -> dict[int, list]:
-        """Attach the manifest's record to tasks whose outputs may be up to date (blocking: run in a thread).
-
-        Returns the recorded outputs by image index, to report for skipped images.
-        """
-        recorded: dict[int, list] = {}
-        if not skip_existing:
-            return recorded
-        digest = planned[0].task.pipeline.digest() if planned else ""
+    def with_expectations(self, planned: Sequence[PlannedImage], skip_existing: bool) -> None:
+        """Attach the manifest's record to tasks whose outputs may be up to date (blocking: run in a thread)."""
+        if not skip_existing or not planned:
+            return
+        digest = planned[0].task.pipeline.digest()
         for p in planned:
             found = self.store.expected(p.task.outputs, digest)
             if found is not None:
-                p.task = dataclasses.replace(p.task, expected=found[0])
-                recorded[p.index] = found[1]
-        return recorded
+                p.task = dataclasses.replace(p.task, expected=found)
 
     def record(self, planned: Sequence[PlannedImage], reports: Sequence[Report]) -> None:
         """Remember what the succeeded images wrote (blocking: run in a thread)."""

@@ -189,7 +189,7 @@ class JobRunner:
             if skip_existing:
                 found = self.store.expected(task.outputs, digest)
                 if found is not None:
-                    task = replace(task, expected=found[0])
+                    task = replace(task, expected=found)
             out.append((seq, names, task))
         return out
 

@@ -142,7 +142,7 @@ class Store:
 
     # -- manifest ---------------------------------------------------------------------
 
-    def expected(self, outputs: Sequence[str], pipeline: str) -> tuple[Expected, list[Output]] | None:
+    def expected(self, outputs: Sequence[str], pipeline: str) -> Expected | None:
         """What the manifest recorded for these outputs if one input made all of them with ``pipeline``."""
         marks = ",".join("?" * len(outputs))
         with self._lock:
@@ -156,9 +156,8 @@ class Store:
         hashes = {r[1] for r in ordered}
         if len(hashes) != 1 or any(r[2] != pipeline for r in ordered):
             return None
-        exp = Expected(hashes.pop(), tuple((r[3], r[4]) for r in ordered))
-        outs = [Output(r[0], r[5], r[6], r[3], json.loads(r[7]) if r[7] else None, r[4]) for r in ordered]
-        return exp, outs
+        return Expected(hashes.pop(), tuple(Output(r[0], r[5], r[6], r[3], json.loads(r[7]) if r[7] else None, r[4])
+                                            for r in ordered))
 
     @staticmethod
     def _manifest_rows(input_hash: str, pipeline: str, outputs: Iterable[Output]) -> list[tuple]:

@@ -25,7 +25,7 @@ class Expected:
     """What the skip-existing manifest recorded for a task's outputs."""
 
     input_hash: str
-    outputs: tuple[tuple[int, int], ...]  # (size, mtime_ns) per output
+    outputs: tuple["Output", ...]  # as written then: the size and mtime show they are unchanged
 
 
 @dataclass(frozen=True)
@@ -92,12 +92,12 @@ def _unchanged(task: Task, digest: str) -> bool:
     exp = task.expected
     if exp is None or exp.input_hash != digest or len(exp.outputs) != len(task.outputs):
         return False
-    for path, (size, mtime_ns) in zip(task.outputs, exp.outputs):
+    for path, out in zip(task.outputs, exp.outputs):
         try:
             st = os.stat(path)
         except OSError:
             return False
-        if st.st_size != size or st.st_mtime_ns != mtime_ns:
+        if st.st_size != out.bytes or st.st_mtime_ns != out.mtime_ns:
             return False
     return True
 
@@ -115,7 +115,8 @@ def run_task(task: Task) -> Report:
         digest = content_hash(data)
         timings.add("read", time.perf_counter() - t)
         if _unchanged(task, digest):
-            return Report("skipped", input_bytes, elapsed_ms=_ms(start), input_hash=digest)
+            return Report("skipped", input_bytes, list(task.expected.outputs), elapsed_ms=_ms(start),  # type: ignore[union-attr]
+                          input_hash=digest)
 
         t = time.perf_counter()
         header = codec.probe(data, task.max_pixels)

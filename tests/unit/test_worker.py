@@ -328,9 +328,10 @@ def test_a_failed_rewrite_keeps_the_previous_output(root, photo):
 def test_unchanged_input_and_outputs_are_skipped(root, photo):
     first = run_task(task(root, photo, "out/x.jpg", "split=True"))
     assert first.status == "ok" and first.input_hash
-    expected = Expected(first.input_hash, tuple((o.bytes, o.mtime_ns) for o in first.outputs))
+    expected = Expected(first.input_hash, tuple(first.outputs))
     again = run_task(task(root, photo, "out/x.jpg", "split=True", expected=expected))
-    assert again.status == "skipped" and again.outputs == [] and again.input_bytes == photo.stat().st_size
+    assert again.status == "skipped" and again.input_bytes == photo.stat().st_size
+    assert again.outputs == first.outputs  # a skipped image reports the outputs it made before
     # an output touched since: processed again
     Path(first.outputs[2].path).write_bytes(b"changed")
     redo = run_task(task(root, photo, "out/x.jpg", "split=True", expected=expected))
@@ -340,7 +341,7 @@ def test_unchanged_input_and_outputs_are_skipped(root, photo):
 
 def test_changed_input_is_not_skipped(root, photo):
     first = run_task(task(root, photo, "out/x.jpg", "blur=3"))
-    expected = Expected(first.input_hash, tuple((o.bytes, o.mtime_ns) for o in first.outputs))
+    expected = Expected(first.input_hash, tuple(first.outputs))
     photo.write_bytes(images.jpeg_bytes("chelsea.jpg"))
     report = run_task(task(root, photo, "out/x.jpg", "blur=3", expected=expected))
     assert report.status == "ok"

@@ -50,13 +50,11 @@ def _outputs(names: Sequence[str], outputs: Sequence[Output]) -> list[OutputResu
             for name, o in zip(names, outputs)]
 
 
-def build_response(planned: Sequence[PlannedImage], reports: Sequence[Report], recorded: dict[int, list],
-                   elapsed_ms: float) -> ProcessResponse:
+def build_response(planned: Sequence[PlannedImage], reports: Sequence[Report], elapsed_ms: float) -> ProcessResponse:
     results = []
     for p, rep in zip(planned, reports):
-        outs = recorded.get(p.index, []) if rep.status == "skipped" else rep.outputs
         results.append(ImageResult(
-            input=p.input, status=rep.status, input_bytes=rep.input_bytes, outputs=_outputs(p.outputs, outs),
+            input=p.input, status=rep.status, input_bytes=rep.input_bytes, outputs=_outputs(p.outputs, rep.outputs),
             error=ErrorInfo(code=rep.error_code, message=rep.error_message) if rep.status == "error" else None,
             elapsed_ms=rep.elapsed_ms))
     return ProcessResponse(results=results, summary=summarize(results, elapsed_ms))
@@ -76,11 +74,11 @@ def summarize(results: Sequence[ImageResult], elapsed_ms: float) -> Summary:
 async def process_request(body: ProcessRequest, engine: Engine) -> ProcessResponse:
     start = time.perf_counter()
     planned = await run_in_threadpool(plan_request, body, engine)
-    recorded = await run_in_threadpool(engine.with_expectations, planned, body.options.skip_existing)
+    await run_in_threadpool(engine.with_expectations, planned, body.options.skip_existing)
     engine.admit(len(planned))
     reports = await engine.run(planned)
     await run_in_threadpool(engine.record, planned, reports)
-    return build_response(planned, reports, recorded, (time.perf_counter() - start) * 1000.0)
+    return build_response(planned, reports, (time.perf_counter() - start) * 1000.0)
 
 
 @router.post("/process", response_model=ProcessResponse, responses=REFUSALS)
