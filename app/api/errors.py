@@ -45,7 +45,8 @@ def _entry(loc: list[Any], msg: str, typ: str, field: str) -> dict[str, Any]:
 def validation_response(errors: list[dict[str, Any]]) -> JSONResponse:
     detail = []
     for err in errors:
-        field = field_name(err.get("loc", ()))
+        # a body that is not JSON: pydantic's location is the character position, not a field
+        field = "body" if err.get("type") == "json_invalid" else field_name(err.get("loc", ()))
         msg = err.get("msg", "invalid")
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]

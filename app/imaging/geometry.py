@@ -1,6 +1,8 @@
 """Resize, crop, split, rotate and flip."""
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -101,3 +103,40 @@ def rotate(img: np.ndarray, angle: int) -> np.ndarray:
 def flip(img: np.ndarray, axis: str) -> np.ndarray:
     """Mirror left-right (``horizontal``) or top-bottom (``vertical``)."""
     return cv2.flip(img, 1 if axis == "horizontal" else 0)
+
+
+# -- boxes (faces found earlier in a pipeline) follow the pixels through geometric steps ----------
+
+def clip_boxes(boxes: list[Box], w: int, h: int, dx: int = 0, dy: int = 0) -> list[Box]:
+    """Boxes moved by (-dx, -dy) and clipped to a ``w`` x ``h`` image; those left outside are dropped."""
+    out = []
+    for x, y, bw, bh in boxes:
+        x0, y0 = max(0, x - dx), max(0, y - dy)
+        x1, y1 = min(w, x - dx + bw), min(h, y - dy + bh)
+        if x1 > x0 and y1 > y0:
+            out.append((x0, y0, x1 - x0, y1 - y0))
+    return out
+
+
+def scale_boxes(boxes: list[Box], sx: float, sy: float) -> list[Box]:
+    """Boxes scaled with the image; edges round outwards so a box still covers every pixel it touched."""
+    out = []
+    for x, y, bw, bh in boxes:
+        x0, y0 = math.floor(x * sx), math.floor(y * sy)
+        out.append((x0, y0, max(1, math.ceil((x + bw) * sx) - x0), max(1, math.ceil((y + bh) * sy) - y0)))
+    return out
+
+
+def rotate_boxes(boxes: list[Box], w: int, h: int, angle: int) -> list[Box]:
+    """Boxes of a ``w`` x ``h`` image rotated clockwise by ``angle``."""
+    if angle == 90:
+        return [(h - (y + bh), x, bh, bw) for x, y, bw, bh in boxes]
+    if angle == 180:
+        return [(w - (x + bw), h - (y + bh), bw, bh) for x, y, bw, bh in boxes]
+    return [(y, w - (x + bw), bh, bw) for x, y, bw, bh in boxes]
+
+
+def flip_boxes(boxes: list[Box], w: int, h: int, axis: str) -> list[Box]:
+    if axis == "horizontal":
+        return [(w - (x + bw), y, bw, bh) for x, y, bw, bh in boxes]
+    return [(x, h - (y + bh), bw, bh) for x, y, bw, bh in boxes]

@@ -46,12 +46,20 @@ class Resize(Operation):
     def size_for(self, w: int, h: int) -> tuple[int, int]:
         return g.target_size(w, h, self.scale, self.width, self.height, self.fit)
 
-    def transform(self, image: np.ndarray, ctx: Context) -> np.ndarray:
-        h, w = image.shape[:2]
+    def apply(self, item: Item, ctx: Context) -> list[Item]:
+        h, w = item.image.shape[:2]
         tw, th = self.size_for(w, h)
         if tw * th > ctx.max_pixels:
             raise TooLarge(f"resize would make {tw}x{th} = {tw * th} pixels, more than the limit of {ctx.max_pixels}")
-        return g.resize(image, tw, th, self.fit)
+        faces = item.faces
+        if faces:
+            if self.fit == "cover":
+                f = max(tw / w, th / h)
+                dx, dy = (max(tw, round(w * f)) - tw) // 2, (max(th, round(h * f)) - th) // 2
+                faces = g.clip_boxes(g.scale_boxes(faces, f, f), tw, th, dx, dy)
+            else:
+                faces = g.clip_boxes(g.scale_boxes(faces, tw / w, th / h), tw, th)
+        return [Item(g.resize(item.image, tw, th, self.fit), item.suffix, faces)]
 
 
 class Split(Operation):
@@ -92,8 +100,13 @@ class Split(Operation):
             raise InvalidOperation(f"cannot split a {w}x{h} image into {self.rows} rows and {self.cols} columns")
         if self.overlap and self.overlap >= min(h // self.rows, w // self.cols):
             raise InvalidOperation(f"overlap {self.overlap} is not smaller than a {w // self.cols}x{h // self.rows} tile")
+        rows = g.tile_spans(h, self.rows, self.overlap)
+        cols = g.tile_spans(w, self.cols, self.overlap)
         tiles = g.split(item.image, self.rows, self.cols, self.overlap)
-        return [Item(tile, item.suffix + (i,), item.faces) for i, tile in enumerate(tiles)]
+        origins = [(x0, y0, x1 - x0, y1 - y0) for (y0, y1) in rows for (x0, x1) in cols]
+        return [Item(tile, item.suffix + (i,),
+                     None if item.faces is None else g.clip_boxes(item.faces, tw, th, x0, y0))
+                for i, (tile, (x0, y0, tw, th)) in enumerate(zip(tiles, origins))]
 
 
 class Crop(Operation):
@@ -141,7 +154,13 @@ class Crop(Operation):
         x, y, w, h = ints(text, 4, "X,Y,W,H")
         return {"x": x, "y": y, "width": w, "height": h}
 
-    def transform(self, image: np.ndarray, ctx: Context) -> np.ndarray:
+    def apply(self, item: Item, ctx: Context) -> list[Item]:
+        box = self.box_in(item.image)
+        faces = None if item.faces is None else g.clip_boxes(item.faces, box[2], box[3], box[0], box[1])
+        return [Item(g.crop(item.image, box), item.suffix, faces)]
+
+    def box_in(self, image: np.ndarray) -> g.Box:
+        """The box to keep, clipped to the image (InvalidOperation when nothing is left)."""
         h, w = image.shape[:2]
         if self.width is not None:
             box = g.resolve_box(w, h, self.x or 0, self.y or 0, self.width, self.height or 0)
@@ -154,7 +173,7 @@ class Crop(Operation):
                 raise InvalidOperation(f"cutting top {t}, bottom {b}, left {left}, right {r} "
                                        f"leaves nothing of the {w}x{h} image")
             box = (left, t, w - left - r, h - t - b)
-        return g.crop(image, box)
+        return box
 
 
 class Rotate(Operation):
@@ -169,8 +188,10 @@ class Rotate(Operation):
     def shorthand(cls, text: str) -> dict[str, Any]:
         return {"angle": scalar(text)}
 
-    def transform(self, image: np.ndarray, ctx: Context) -> np.ndarray:
-        return g.rotate(image, self.angle)
+    def apply(self, item: Item, ctx: Context) -> list[Item]:
+        h, w = item.image.shape[:2]
+        faces = None if item.faces is None else g.rotate_boxes(item.faces, w, h, self.angle)
+        return [Item(g.rotate(item.image, self.angle), item.suffix, faces)]
 
 
 class Flip(Operation):
@@ -185,5 +206,7 @@ class Flip(Operation):
     def shorthand(cls, text: str) -> dict[str, Any]:
         return {"axis": text}
 
-    def transform(self, image: np.ndarray, ctx: Context) -> np.ndarray:
-        return g.flip(image, self.axis)
+    def apply(self, item: Item, ctx: Context) -> list[Item]:
+        h, w = item.image.shape[:2]
+        faces = None if item.faces is None else g.flip_boxes(item.faces, w, h, self.axis)
+        return [Item(g.flip(item.image, self.axis), item.suffix, faces)]
