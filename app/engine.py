@@ -75,20 +75,21 @@ class Engine:
         futures = [self._submit(p.task, p.task.pipeline) for p in planned]
         return list(await asyncio.gather(*futures))
 
-    def _submit(self, task, pipeline: Pipeline | None) -> "asyncio.Future":
+    def _submit(self, task, pipeline: Pipeline | None, observe: bool = True) -> "asyncio.Future":
         fut = self.executor.submit(task)
 
         def done(f) -> None:
             self.release(1)  # room frees up image by image
-            self.observe(f.result(), pipeline)
+            if observe:
+                self.observe(f.result(), pipeline)
 
         fut.add_done_callback(done)
         return asyncio.wrap_future(fut)
 
-    async def run_one(self, task, pipeline: Pipeline | None = None):
+    async def run_one(self, task, pipeline: Pipeline | None = None, observe: bool = True):
         """Admit and run one task (render, compare); its report."""
         self.admit(1)
-        return await self._submit(task, pipeline)
+        return await self._submit(task, pipeline, observe)
 
     def close(self) -> None:
         self.executor.shutdown()

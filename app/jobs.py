@@ -94,6 +94,9 @@ class JobRunner:
             return await asyncio.to_thread(self.store.get_job, self.job_id)  # type: ignore[return-value]
         self._pipeline = pipeline
         await asyncio.to_thread(self.store.start_job, self.job_id)
+        log.info("job %s started: %s, %d of %s images done before", self.job_id,
+                 ", ".join(op.op for op in pipeline.operations) or "no operations",  # type: ignore[attr-defined]
+                 job.done, job.total if job.enumerated else "(counting)")
         self.done = job.done
         enumeration = None
         if job.enumerated:
@@ -353,6 +356,8 @@ def submit_job(engine: Engine, *, operations: Sequence[Any], metadata: str = "ke
                     output_dir=output_dir, output_format=output_format)
     job_id = new_job_id()
     engine.store.create_job(job_id, spec)
+    log.info("job %s queued: %s", job_id, f"{len(pairs)} images" if images is not None
+             else f"folder {spec['source']['dir']!r} ({spec['source']['pattern']}) to {output_dir!r}")
     if images is not None:
         for start in range(0, len(pairs), 1000):
             engine.store.add_items(job_id, start, pairs[start:start + 1000])

@@ -10,8 +10,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import QueueFull, RequestError
 from ..operations import OPERATIONS
@@ -78,6 +81,15 @@ def _loc_of(field: str) -> list[Any]:
 
 
 def install(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        # FastAPI answers 400 for a body it cannot decode at all (not UTF-8); that is a body
+        # that is not JSON, which the contract answers with 422 like any other.
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            return validation_response([{"loc": ("body",), "type": "json_invalid",
+                                         "msg": "the body is not valid JSON (UTF-8)"}])
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return validation_response(list(exc.errors()))

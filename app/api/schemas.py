@@ -31,8 +31,9 @@ OperationItem = Annotated[AnyOperation | None, BeforeValidator(tokenize), _Strin
 class ImageSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    input: str = Field(description="input path, relative to the data root or absolute inside it")
-    output: str = Field(description="output path; its extension (.jpg .png .webp .tif .bmp) sets the format")
+    input: str = Field(min_length=1, description="input path, relative to the data root or absolute inside it")
+    output: str = Field(min_length=1,
+                        description="output path; its extension (.jpg .png .webp .tif .bmp) sets the format")
 
 
 class Options(BaseModel):

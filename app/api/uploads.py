@@ -25,8 +25,9 @@ class Part:
     data: bytearray = field(default_factory=bytearray)
 
 
-async def read_form(request: Request, file_limit: int) -> dict[str, Part]:
-    """The parts of a multipart/form-data body; 413 as soon as a part or the body is too large."""
+async def read_form(request: Request, file_limit: int) -> dict[str, list[Part]]:
+    """The parts of a multipart/form-data body by name (a name may repeat, as an array field
+    does); 413 as soon as a part or the body is too large."""
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
@@ -36,7 +37,7 @@ async def read_form(request: Request, file_limit: int) -> dict[str, Part]:
     if length and length.isdigit() and int(length) > body_limit:
         raise TooManyImages(f"the upload is {int(length)} bytes; at most {file_limit} bytes are accepted")
 
-    parts: dict[str, Part] = {}
+    parts: dict[str, list[Part]] = {}
     headers: dict[bytes, bytes] = {}
     name_buf, value_buf = bytearray(), bytearray()
     current: list[Part] = []
@@ -63,7 +64,7 @@ async def read_form(request: Request, file_limit: int) -> dict[str, Part]:
         part = Part(name, filename.decode("utf-8", "replace") if filename is not None else None,
                     headers.get(b"content-type", b"").decode("latin-1") or None)
         current[:] = [part]
-        parts.setdefault(name, part)
+        parts.setdefault(name, []).append(part)
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         part = current[0]

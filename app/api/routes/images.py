@@ -18,12 +18,12 @@ from ...storage import resolve
 from ...worker import CompareTask, RenderTask
 from ..deps import EngineDep
 from ..errors import validation_response
-from ..schemas import CompareRequest, CompareResponse, OperationItem, OutputFormat
+from ..schemas import CompareRequest, CompareResponse, OperationItem
 
 router = APIRouter(tags=["images"])
 
 _OPERATIONS = TypeAdapter(list[OperationItem])
-_FORMAT = TypeAdapter(OutputFormat)
+RENDER_FORMATS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png", "webp": "webp"}
 
 # Per-image error codes of a single-image endpoint to HTTP statuses.
 STATUS_OF_CODE = {"not_found": 422, "decode_error": 422, "too_large": 422, "invalid_operation": 422,
@@ -35,12 +35,34 @@ RENDER_FORM = {
         "type": "object", "required": ["file"],
         "properties": {
             "file": {"type": "string", "format": "binary", "description": "the image"},
-            "operations": {"type": "string", "default": '["resize=0.5"]',
-                           "description": 'JSON array of operations, e.g. ["resize=0.5", {"op": "blur", "kernel": 5}]'},
-            "format": {"type": "string", "enum": ["jpeg", "png", "webp"],
+            "operations": {"type": "string", "default": "resize=0.5",
+                           "description": 'a JSON array of operations as in /process (["resize=0.5", {"op": '
+                                          '"blur", "kernel": 5}]), or one operation; the field may repeat, '
+                                          "one operation each"},
+            "format": {"type": "string", "enum": list(RENDER_FORMATS),
                        "description": "output format; default: the input's"},
         }}}},
 }
+
+
+def operations_of(fields: list) -> list:
+    """The operations of the form: one field holding a JSON array (as in /process), or one field
+    per operation (how Swagger UI and ``curl -F operations=... -F operations=...`` send an array),
+    each a string form or a JSON object."""
+    ops: list = []
+    for part in fields:
+        text = part.data.decode("utf-8", "replace").strip()
+        if not text:
+            continue
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text  # a plain string form: resize=0.5
+        if isinstance(value, list):
+            ops.extend(value)
+        else:
+            ops.append(value)
+    return ops
 
 
 def _image_error(code: str, message: str, field: str) -> Response:
@@ -67,25 +89,19 @@ async def render(request: Request, engine: EngineDep) -> Response:
 
     s = engine.settings
     parts = await read_form(request, s.max_upload_bytes)
-    if "file" not in parts or not parts["file"].data:
-        raise InvalidRequest("the form needs a non-empty 'file' field with the image", "file")
+    if len(parts.get("file", [])) != 1 or not parts["file"][0].data:
+        raise InvalidRequest("the form needs one non-empty 'file' field with the image", "file")
     try:
-        raw = parts["operations"].data.decode() if "operations" in parts else "[]"
-        ops = _OPERATIONS.validate_python(json.loads(raw or "[]"))
-    except ValueError as exc:
-        if isinstance(exc, ValidationError):
-            return validation_response([{**e, "loc": ("body", "operations", *e["loc"])} for e in exc.errors()])
-        raise InvalidRequest(f"operations must be a JSON array: {exc}", "operations") from None
+        ops = _OPERATIONS.validate_python(operations_of(parts.get("operations", [])))
+    except ValidationError as exc:
+        return validation_response([{**e, "loc": ("body", "operations", *e["loc"])} for e in exc.errors()])
     fmt = None
-    if "format" in parts and parts["format"].data.strip():
-        try:
-            fmt = _FORMAT.validate_python(parts["format"].data.decode())
-        except ValidationError:
-            raise InvalidRequest("format must be jpeg, png or webp", "format") from None
-        if fmt not in ("jpeg", "png", "webp"):
+    if "format" in parts:
+        fmt = RENDER_FORMATS.get(parts["format"][-1].data.decode("utf-8", "replace"))
+        if fmt is None:
             raise InvalidRequest("format must be jpeg, png or webp", "format")
     pipeline = build_pipeline(ops, "keep", s.max_pixels)
-    upload = parts["file"]
+    upload = parts["file"][0]
     task = RenderTask(bytes(upload.data), pipeline, fmt, s.max_pixels)
     upload.data = bytearray()
     rep = await engine.run_one(task, pipeline)
@@ -133,7 +149,7 @@ async def compare(body: CompareRequest, engine: EngineDep):
     With ``output``, a diff image is written: a faded copy of ``a`` with changed pixels in red.
     """
     task = await run_in_threadpool(_plan_compare, body, engine)
-    rep = await engine.run_one(task)
+    rep = await engine.run_one(task, observe=False)  # not an image processed: no image metrics
     if rep.status != "ok":
         return _image_error(rep.error_code, rep.error_message, rep.which or "a")
     return CompareResponse(width=rep.width, height=rep.height, different_pixels=rep.different_pixels,
