@@ -23,6 +23,7 @@ class Engine:
         self.executor = executor or make_executor(settings.executor, settings.workers, settings.task_timeout,
                                                   str(settings.data_root))
         self.store = store or Store(settings.state_dir)  # type: ignore[arg-type]
+        self.executor.warm_up()
         self._pending = 0  # images submitted by /process and not finished
         self._lock = threading.Lock()
         self.metrics = Metrics()

@@ -16,7 +16,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from pebble import ProcessExpired, ProcessPool
 
-from .worker import Report, Task, execute, init_worker
+from .worker import Ping, Report, Task, execute, init_worker
 
 log = logging.getLogger("imgsrv.executor")
 
@@ -66,6 +66,11 @@ class Executor:
         except Exception as exc:  # a bug in the worker, or the pool broke
             log.exception("a task failed unexpectedly")
             return task.failed("worker_crashed", f"the worker failed: {type(exc).__name__}: {exc}")
+
+    def warm_up(self) -> None:
+        """Start every worker now rather than at the first image."""
+        for fut in [self.submit(Ping()) for _ in range(self.workers)]:
+            fut.result(timeout=120)
 
     def _count_crash(self) -> None:
         with self._lock:

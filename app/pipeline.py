@@ -14,6 +14,7 @@ import numpy as np
 
 from .operations import Context, Item, Operation
 from .operations.encode import Encode
+from .operations.filters import Grayscale, Threshold
 from .operations.geometry import Resize
 
 
@@ -43,25 +44,42 @@ class Pipeline:
         blob = json.dumps({"ops": self.normalized(), "metadata": self.metadata}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
-    def plan_decode(self, width: int, height: int) -> tuple[int, tuple[Operation, ...]]:
-        """The JPEG reduced-decode factor (1, 2, 4 or 8) for an upright image of this size, and
-        the operations to run on the decoded image.
+    def plan_decode(self, width: int, height: int) -> "DecodePlan":
+        """How to decode an upright ``width`` x ``height`` JPEG for this pipeline, and the
+        operations to run on the result.
 
-        A reduced decode is used when the first operation that changes pixels is a downscaling
-        resize and the reduced image is still at least as large as its result (libjpeg scales
-        in the DCT domain, which averages like INTER_AREA). That resize is then given as the
-        absolute size it computes for the full image, so the output has the same size either way.
+        - A reduced-size decode (1/2, 1/4, 1/8) when the first operation that changes pixels
+          is a downscaling resize and the reduced image is still at least as large as its
+          result (libjpeg scales in the DCT domain, which averages like INTER_AREA). That
+          resize is then given as the absolute size it computes for the full image, so the
+          output has the same size either way.
+        - A grayscale decode when the first such operation is grayscale or threshold, which
+          work on luminance anyway: libjpeg skips the colour conversion.
         """
         ops = self.operations
         i = next((k for k, op in enumerate(ops) if not isinstance(op, Encode)), None)
-        if i is None or not isinstance(ops[i], Resize) or ops[i].fit == "cover":
-            return 1, ops
-        tw, th = ops[i].size_for(width, height)
+        if i is None:
+            return DecodePlan(1, False, ops)
+        first = ops[i]
+        if isinstance(first, (Grayscale, Threshold)):
+            return DecodePlan(1, True, ops)
+        if not isinstance(first, Resize) or first.fit == "cover":
+            return DecodePlan(1, False, ops)
+        tw, th = first.size_for(width, height)
         for factor in (8, 4, 2):
             if width // factor >= tw and height // factor >= th:
                 exact = Resize(width=tw, height=th, fit="stretch")
-                return factor, ops[:i] + (exact,) + ops[i + 1:]
-        return 1, ops
+                return DecodePlan(factor, False, ops[:i] + (exact,) + ops[i + 1:])
+        return DecodePlan(1, False, ops)
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """How a JPEG is decoded for a pipeline (see Pipeline.plan_decode)."""
+
+    reduce: int  # 1, 2, 4 or 8
+    gray: bool  # decode luminance only
+    operations: tuple[Operation, ...]  # what runs on the decoded image
 
 
 @dataclass

@@ -84,15 +84,21 @@ _REDUCED_GRAY = {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSC
                  8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
 
 
-def decode(data: bytes, header: Header, reduce: int = 1) -> np.ndarray:
+def decode(data: bytes, header: Header, reduce: int = 1, gray: bool = False) -> np.ndarray:
     """Decode to uint8 gray, BGR or BGRA, upright (EXIF orientation applied).
 
-    ``reduce`` 2, 4 or 8 asks libjpeg for a reduced-size decode (JPEG only), several
-    times faster than decoding at full size and shrinking afterwards.
+    For JPEG only: ``reduce`` 2, 4 or 8 asks libjpeg for a reduced-size decode, several
+    times faster than decoding at full size and shrinking afterwards; ``gray`` decodes the
+    luminance alone.
     """
     buf = np.frombuffer(data, dtype=np.uint8)
-    if reduce in _REDUCED and header.format == "jpeg":
-        flags = (_REDUCED_GRAY if header.gray else _REDUCED)[reduce] | cv2.IMREAD_IGNORE_ORIENTATION
+    if header.format == "jpeg" and (reduce in _REDUCED or gray):
+        gray = gray or header.gray
+        if reduce in _REDUCED:
+            flags = (_REDUCED_GRAY if gray else _REDUCED)[reduce]
+        else:
+            flags = cv2.IMREAD_GRAYSCALE
+        flags |= cv2.IMREAD_IGNORE_ORIENTATION
     else:
         flags = cv2.IMREAD_UNCHANGED  # keeps alpha, 16 bits and gray; ignores EXIF orientation
     try:

@@ -67,9 +67,9 @@ def resolve_box(w: int, h: int, x: int, y: int, bw: int, bh: int) -> Box | None:
 
 
 def crop(img: np.ndarray, box: Box) -> np.ndarray:
-    """The part of the image inside ``box`` (already clipped with resolve_box)."""
+    """The part of the image inside ``box`` (already clipped with resolve_box): a view, no copy."""
     x, y, w, h = box
-    return np.ascontiguousarray(img[y:y + h, x:x + w])
+    return img[y:y + h, x:x + w]
 
 
 def tile_spans(size: int, parts: int, overlap: int) -> list[tuple[int, int]]:

@@ -19,9 +19,10 @@ def pixel_color(img: np.ndarray, bgr: Sequence[int]) -> tuple[int, ...] | int:
     return (b, g, r)
 
 
-def redact(img: np.ndarray, box: Box, mode: str = "fill", color: Sequence[int] = (0, 0, 0)) -> np.ndarray:
-    """A copy of the image with the (clipped) box hidden."""
-    out = img.copy()
+def redact(img: np.ndarray, box: Box, mode: str = "fill", color: Sequence[int] = (0, 0, 0),
+           inplace: bool = False) -> np.ndarray:
+    """The image with the (clipped) box hidden: a copy, or ``img`` itself changed when ``inplace``."""
+    out = img if inplace else img.copy()
     x, y, w, h = box
     region = out[y:y + h, x:x + w]
     if mode == "fill":

@@ -30,9 +30,14 @@ class Item:
 
 @dataclass(frozen=True)
 class Context:
-    """Limits that apply while a pipeline runs."""
+    """Limits and ownership while a pipeline runs.
+
+    ``inplace``: the caller hands its arrays over (a worker with the image it decoded), so an
+    operation may change an array instead of copying the whole image first.
+    """
 
     max_pixels: int = 100_000_000
+    inplace: bool = False
 
 
 class ShorthandError(ValueError):
@@ -43,6 +48,7 @@ class Operation(BaseModel):
     """Base of every operation model: parameters are validated here, pixels change in ``apply``.
 
     Subclasses set ``op: Literal[NAME]`` and describe their string form in ``shorthand``.
+    ``apply`` may change the item's array only when ``ctx.inplace`` says the pipeline owns it.
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)

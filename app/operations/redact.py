@@ -40,7 +40,8 @@ class Redact(Operation):
         box = g.resolve_box(w, h, self.x, self.y, self.width, self.height)
         if box is None:
             return image
-        return r.redact(image, box, self.mode, self.color)
+        # When the pipeline owns the array, the box is hidden in place, not in a copy of the whole image.
+        return r.redact(image, box, self.mode, self.color, inplace=ctx.inplace)
 
 
 class Faces(Operation):
@@ -64,9 +65,9 @@ class Faces(Operation):
     def apply(self, item: Item, ctx: Context) -> list[Item]:
         boxes = detect_faces(item.image, self.scale_factor, self.min_neighbors, self.min_size)
         image = item.image
-        for box in boxes:
+        for i, box in enumerate(boxes):
             if self.action == "box":
                 image = r.outline(image, box)
             elif self.action != "detect":
-                image = r.redact(image, box, self.action)
+                image = r.redact(image, box, self.action, inplace=ctx.inplace or i > 0)
         return [Item(image, item.suffix, boxes)]
