@@ -33,7 +33,9 @@ def _prepare(settings: Settings) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     settings = _settings({"host": args.host, "port": args.port, "workers": args.workers,
-                          "executor": args.executor, "data_root": args.data_root})
+                          "executor": args.executor, "data_root": args.data_root,
+                          "limit_concurrency": args.limit_concurrency, "timeout_keep_alive": args.timeout_keep_alive,
+                          "graceful_timeout": args.graceful_timeout})
     _prepare(settings)
     import uvicorn
 
@@ -48,7 +50,8 @@ def serve(args: argparse.Namespace) -> int:
         "loggers": {**log_config["loggers"], "imgsrv": {"handlers": ["default"], "level": settings.log_level.upper(),
                                                         "propagate": False}}}
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=log_config,
-                log_level=settings.log_level, timeout_graceful_shutdown=30, access_log=False)
+                log_level=settings.log_level, access_log=False, limit_concurrency=settings.limit_concurrency,
+                timeout_keep_alive=settings.timeout_keep_alive, timeout_graceful_shutdown=settings.graceful_timeout)
     return 0
 
 
@@ -176,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--workers", type=int, help="worker pool size (default: CPU cores, IMGSRV_WORKERS)")
         p.add_argument("--executor", help="process, thread or dask://HOST:PORT (IMGSRV_EXECUTOR)")
         p.add_argument("--data-root", help="folder every request path resolves under (IMGSRV_DATA_ROOT)")
+        p.add_argument("--limit-concurrency", type=int,
+                       help="connections at once; beyond it uvicorn answers 503 at once (IMGSRV_LIMIT_CONCURRENCY)")
+        p.add_argument("--timeout-keep-alive", type=float,
+                       help="seconds an idle keep-alive connection stays open (default 5, IMGSRV_TIMEOUT_KEEP_ALIVE)")
+        p.add_argument("--graceful-timeout", type=float,
+                       help="seconds requests in flight get to finish at SIGTERM (default 30, IMGSRV_GRACEFUL_TIMEOUT)")
 
     serve_options(parser)
     serve_options(sub.add_parser("serve", help="serve the HTTP API (the default)"))

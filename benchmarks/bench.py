@@ -197,10 +197,9 @@ def _pipeline(wl: Workload):
 
 
 def plan_decode(pipe, width: int, height: int):
-    """imgsrv's reduced-decode plan: (factor, operations to run on the decoded image)."""
-    if hasattr(pipe, "plan_decode"):
-        return pipe.plan_decode(width, height)
-    return pipe.decode_reduction(width, height), pipe.operations  # older imgsrv
+    """imgsrv's decode plan: (reduce factor, luminance only, operations to run on the decoded image)."""
+    plan = pipe.plan_decode(width, height)
+    return plan.reduce, plan.gray, plan.operations
 
 
 def _best(fn, repeat: int = 3, slow: float = 0.08):
@@ -232,11 +231,15 @@ def child_floor(wl_name: str, src: str) -> dict:
     params = ([cv2.IMWRITE_PNG_COMPRESSION, enc.compression] if wl.fmt == "png" else
               [cv2.IMWRITE_JPEG_QUALITY, enc.quality, cv2.IMWRITE_JPEG_OPTIMIZE, int(enc.optimize),
                cv2.IMWRITE_JPEG_PROGRESSIVE, int(enc.progressive)])
-    reduce, reduced_ops = plan_decode(pipe, *SIZE)
-    flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-            8: cv2.IMREAD_REDUCED_COLOR_8}[reduce]
+    reduce, gray, reduced_ops = plan_decode(pipe, *SIZE)
+    if gray:
+        flag = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+                8: cv2.IMREAD_REDUCED_GRAYSCALE_8}[reduce]
+    else:
+        flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                8: cv2.IMREAD_REDUCED_COLOR_8}[reduce]
     dec, encs, in_bytes, out_bytes = [], [], 0, 0
-    extra: dict = {"reduce": reduce}
+    extra: dict = {"reduce": reduce, "gray": gray}
     variants = {"full": cv2.IMREAD_COLOR, "reduced_2": cv2.IMREAD_REDUCED_COLOR_2,
                 "reduced_4": cv2.IMREAD_REDUCED_COLOR_4, "reduced_8": cv2.IMREAD_REDUCED_COLOR_8,
                 "grayscale": cv2.IMREAD_GRAYSCALE}
