@@ -8,13 +8,14 @@ Run once from the project root after ``pip install scikit-image matplotlib``::
 
 The files are committed, so the tests and the service do not need these packages.
 ``cyclo1.jpg`` and ``cyclo2.jpg`` are the names used by the request example in the
-service contract; they are copies of two of the photographs below.
+service contract; they are copies of two of the photographs below. ``coffee_redacted.jpg``
+is coffee.jpg with a black 200x80 box, for the /compare example.
 """
 import importlib.util
 import os
 import sys
 
-from PIL import Image
+from PIL import Image, ImageDraw
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEST = os.path.join(os.path.dirname(HERE), "testimages")
@@ -46,6 +47,12 @@ def main() -> None:
                 im = im.convert("RGB")
             im.save(os.path.join(DEST, name), **opts)
         print("wrote", name)
+    # A copy of coffee.jpg with a black box: the pair the /compare example uses.
+    with Image.open(os.path.join(DEST, "coffee.jpg")) as im:
+        marked = im.convert("RGB")
+    ImageDraw.Draw(marked).rectangle([40, 300, 239, 379], fill=(0, 0, 0))
+    marked.save(os.path.join(DEST, "coffee_redacted.jpg"), quality=92)
+    print("wrote coffee_redacted.jpg")
     for alias, src in (("cyclo1.jpg", "chelsea.jpg"), ("cyclo2.jpg", "coffee.jpg")):
         with open(os.path.join(DEST, src), "rb") as f, open(os.path.join(DEST, alias), "wb") as g:
             g.write(f.read())

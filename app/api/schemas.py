@@ -248,7 +248,8 @@ class JobResults(BaseModel):
 
 class CompareRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [
-        {"a": "testimages/coffee.jpg", "b": "testimages/cyclo2.jpg", "output": "testoutput/diff.png", "fuzz": 10}]})
+        {"a": "testimages/coffee.jpg", "b": "testimages/coffee_redacted.jpg", "output": "testoutput/diff.png",
+         "fuzz": 10}]})
 
     a: str = Field(description="first image")
     b: str = Field(description="second image, same size as the first")
