@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 from pydantic import ValidationError
@@ -49,6 +50,9 @@ def serve(args: argparse.Namespace) -> int:
                           '%(client_addr)s "%(request_line)s" %(status_code)s'}},
         "loggers": {**log_config["loggers"], "imgsrv": {"handlers": ["default"], "level": settings.log_level.upper(),
                                                         "propagate": False}}}
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler
+    # it found: make that a clean exit (status 0) rather than death by signal.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=log_config,
                 log_level=settings.log_level, access_log=False, limit_concurrency=settings.limit_concurrency,
                 timeout_keep_alive=settings.timeout_keep_alive, timeout_graceful_shutdown=settings.graceful_timeout)
@@ -66,7 +70,6 @@ def _human(n: float) -> str:
 def run(args: argparse.Namespace) -> int:
     """Process a folder on this machine, with the engine the server uses, and a progress bar."""
     import asyncio
-    import signal
     import time
 
     output_format = _format(args.format)

@@ -93,12 +93,16 @@ def init_worker() -> None:
     """Pool initializer: the pool gives the parallelism, so OpenCV uses one thread per worker;
     large buffers are kept for reuse (tune_malloc).
 
-    Ctrl-C is for the parent, which stops the pool cleanly; a worker ignores it.
+    Ctrl-C is for the parent, which stops the pool cleanly; a worker process ignores it.
     """
     cv2.setNumThreads(1)
     tune_malloc()
-    if threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is threading.main_thread():  # a worker process, not a thread
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # The pool stops a worker over the time limit with SIGTERM. A Python-level handler
+        # would only run once the current OpenCV call returns (seconds later); the default
+        # action ends the process at once.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,6 @@ class Header:
     format: str  # jpeg, png, webp, tiff, bmp, gif, ppm
     width: int
     height: int
-    frames: int
     gray: bool  # a single-channel image
     orientation: int  # EXIF orientation 1..8 (1 = upright)
     exif: bytes | None  # the raw EXIF block of a JPEG ("Exif\0\0" + TIFF data)
@@ -88,7 +87,7 @@ def _probe_jpeg(data: bytes) -> Header | None:
             components = data[pos + 9]
             if not width or not height:
                 return None  # the height comes later (DNL): rare, let Pillow read it
-            return Header("jpeg", width, height, 1, components == 1, exif_orientation(exif), exif)
+            return Header("jpeg", width, height, components == 1, exif_orientation(exif), exif)
         elif marker == 0xDA:  # scan data before any frame header
             return None
         pos += 2 + length
@@ -128,30 +127,30 @@ def _orientation_entry(exif: bytes) -> tuple[bytes, str, int] | None:
 
 
 def _probe_pillow(data: bytes) -> Header:
+    """What Pillow's ``open`` reads of the header. Only what it parsed before the pixel data
+    is used: ``getexif()`` would decode a whole PNG first (the bomb this guards against), and
+    counting frames would read a whole GIF; multi-frame files are decoded at their first frame."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as im:
                 fmt = _PIL_FORMATS.get(im.format or "")
                 width, height = im.size
-                frames = getattr(im, "n_frames", 1)
                 gray = im.mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F")
-                try:
-                    orientation = int(im.getexif().get(0x0112, 1))
-                except Exception:  # a broken EXIF block does not make a broken image
-                    orientation = 1
-                exif = im.info.get("exif") if fmt == "jpeg" else None
+                exif = im.info.get("exif")
     except UnidentifiedImageError:
         raise DecodeError("not a recognised image format (JPEG, PNG, WebP, TIFF, BMP)") from None
     except Exception as exc:
         raise DecodeError(f"unreadable image header: {exc}") from None
     if fmt is None:
         raise DecodeError("not a supported image format (JPEG, PNG, WebP, TIFF, BMP)")
-    if orientation not in range(1, 9):
-        orientation = 1
-    if fmt == "tiff":
-        orientation = 1  # OpenCV's TIFF decoder applies the orientation tag itself
-    return Header(fmt, width, height, frames, gray, orientation, exif if isinstance(exif, bytes) else None)
+    if not isinstance(exif, bytes):
+        exif = None
+    elif not exif.startswith(b"Exif\x00\x00"):
+        exif = b"Exif\x00\x00" + exif  # WebP and PNG may hold the TIFF data alone
+    # OpenCV's TIFF decoder applies the orientation tag itself
+    orientation = 1 if fmt == "tiff" else exif_orientation(exif)
+    return Header(fmt, width, height, gray, orientation, exif if fmt == "jpeg" else None)
 
 
 _REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
