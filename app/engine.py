@@ -72,7 +72,8 @@ class Engine:
                 self.store.record(rep.input_hash, p.task.pipeline.digest(), rep.outputs)
 
     async def run(self, planned: Sequence[PlannedImage]) -> list[Report]:
-        """Run admitted images on the pool; results in request order."""
+        """Run admitted images on the pool; results in request order. Each image's admission
+        is released as it finishes."""
         futures = [self._submit(p.task, p.task.pipeline) for p in planned]
         return list(await asyncio.gather(*futures))
 

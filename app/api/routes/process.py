@@ -35,12 +35,16 @@ ProcessBody = Body(openapi_examples={
 })
 
 
+def check_count(body: ProcessRequest, engine: Engine) -> None:
+    limit = engine.settings.max_images_per_request
+    if len(body.images) > limit:
+        raise TooManyImages(f"{len(body.images)} images in one request; at most {limit} (submit a job for more)")
+
+
 def plan_request(body: ProcessRequest, engine: Engine) -> list[PlannedImage]:
     """Validate paths and names (blocking filesystem look-ups: call in a thread)."""
     s = engine.settings
-    if len(body.images) > s.max_images_per_request:
-        raise TooManyImages(f"{len(body.images)} images in one request; at most {s.max_images_per_request} "
-                            f"(submit a job for more)")
+    check_count(body, engine)
     pipeline = build_pipeline(body.operations, body.options.metadata, s.max_pixels)
     return plan_images([(im.input, im.output) for im in body.images], pipeline, str(s.data_root), s.max_pixels)
 
@@ -73,9 +77,15 @@ def summarize(results: Sequence[ImageResult], elapsed_ms: float) -> Summary:
 
 async def process_request(body: ProcessRequest, engine: Engine) -> ProcessResponse:
     start = time.perf_counter()
-    planned = await run_in_threadpool(plan_request, body, engine)
-    await run_in_threadpool(engine.with_expectations, planned, body.options.skip_existing)
-    engine.admit(len(planned))
+    check_count(body, engine)
+    # Admission first: when the queue is full, answer 429 before spending anything on the request.
+    engine.admit(len(body.images))
+    try:
+        planned = await run_in_threadpool(plan_request, body, engine)
+        await run_in_threadpool(engine.with_expectations, planned, body.options.skip_existing)
+    except BaseException:
+        engine.release(len(body.images))
+        raise
     reports = await engine.run(planned)
     await run_in_threadpool(engine.record, planned, reports)
     return build_response(planned, reports, (time.perf_counter() - start) * 1000.0)
