@@ -245,11 +245,11 @@ class CompareTask:
         from .imaging.compare import compare, highlight
 
         images = []
-        for field, path in (("a", self.a), ("b", self.b)):
+        for which, path in (("a", self.a), ("b", self.b)):
             try:
                 images.append(_decode_file(path, self.max_pixels)[2])
             except ImageError as exc:
-                return CompareReport("error", error_code=exc.code, error_message=exc.message, which=field)
+                return CompareReport("error", error_code=exc.code, error_message=exc.message, which=which)
         a, b = images
         if a.shape[:2] != b.shape[:2]:
             return CompareReport("error", error_code="invalid_operation", which="b",

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 
-import httpx
 
 from .helpers import ALL_OPERATIONS
 
