@@ -134,6 +134,7 @@ class Server:
         self.cmd = [PY, script, "--port", str(self.port)]
         self.proc: subprocess.Popen | None = None
         self.log_text = ""
+        self.stopped = False
 
     def start(self) -> "Server":
         import httpx
@@ -157,6 +158,9 @@ class Server:
         return ""
 
     def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -710,8 +714,9 @@ def main(argv: list[str] | None = None) -> int:
 
                 port = urlsplit(a.url).port or 80
                 return a.url.rstrip("/"), pid_listening_on(port), "the server at " + a.url
-            s = Server(root, env_extra, a.workers, a.server_script).start()
-            servers.append(s)
+            s = Server(root, env_extra, a.workers, a.server_script)
+            servers.append(s)  # stopped (and its state folder removed) at the end, even if it fails to start
+            s.start()
             settings = " ".join(f"{k}={v}" for k, v in env_extra.items())
             return s.url, s.proc.pid, f"`{settings + ' ' if settings else ''}python {s.script} --port {s.port}`"
 
@@ -744,6 +749,7 @@ def main(argv: list[str] | None = None) -> int:
         with PeakSampler(pid) as peak1:
             p1 = asyncio.run(closed_loop(url, mix, a.clients, duration, a.timeout, "c"))
         c1, m1 = cpu_split(pid), proc_stat()
+        c0_p1, c1_p1 = c0, c1
         time.sleep(1.0)
         after = tree_state(pid)
         info1 = finish(url, "phase 1")
@@ -854,6 +860,15 @@ def main(argv: list[str] | None = None) -> int:
                     problems.append(f"phase 2 at {factor:g} x: {st['unfinished']} requests did not finish within "
                                     f"{a.timeout + 5:g} s of the end")
                 kept = bool(p2.good_ms) and pct(p2.good_ms, 95) <= pct(p1.good_ms, 95)
+                pool1 = (c1_p1[1] - c0_p1[1]) / p1.wall if c0_p1 and c1_p1 else None
+                pool2 = (c1[1] - c0[1]) / wall2 if c0 and c1 else None
+                if pool1 and pool2 is not None and n429 > sent / 2 and pool2 < pool1 / 2:
+                    notes.append(
+                        f"At {factor:g} x, {n429 * 100 / max(1, sent):.0f} % of the requests were refused as queue "
+                        f"full while the pool used {pool2 * 100:.0f} % of a core (phase 1: {pool1 * 100:.0f} %): the "
+                        f"workers mostly waited. What this fits: a congested event loop admits requests in "
+                        f"bursts; the {a.queue} + {workers} places fill within one burst, the rest of it is refused, "
+                        "and the pool runs dry before the next. A larger `--queue` lets more through at the same rate.")
                 if st["dropped"] or st["lag_p50"] > 20:
                     notes.append(
                         f"At {factor:g} x the load generator fell behind: send p50 {ms(st['lag_p50'])} ms after the "
