@@ -161,8 +161,8 @@ _REDUCED_GRAY = {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSC
 def decode(data: bytes, header: Header, reduce: int = 1, gray: bool = False) -> np.ndarray:
     """Decode to uint8 gray, BGR or BGRA, upright (EXIF orientation applied).
 
-    For JPEG only: ``reduce`` 2, 4 or 8 asks libjpeg for a reduced-size decode, several
-    times faster than decoding at full size and shrinking afterwards; ``gray`` decodes the
+    For JPEG only: ``reduce`` 2, 4 or 8 asks libjpeg for a reduced-size decode (1.8x faster
+    at 1/4 than decoding at full size, before the shrink it saves); ``gray`` decodes the
     luminance alone.
     """
     buf = np.frombuffer(data, dtype=np.uint8)
