@@ -115,7 +115,7 @@ class JobRunner:
             if enumeration is not None and not enumeration.done():
                 self._checkpoint = self._checkpoint or error is None
                 await asyncio.shield(enumeration)
-        await self._flush(force=True)
+        await self._flush()
         if enumeration is not None and enumeration.done() and enumeration.exception():
             error = error or str(enumeration.exception())
         job = await asyncio.to_thread(self.store.get_job, self.job_id)
@@ -252,7 +252,7 @@ class JobRunner:
         if self.on_result is not None:
             self.on_result(Progress(self.total if self._enumerated else None, self.done, rep))
 
-    async def _flush(self, force: bool = False) -> None:
+    async def _flush(self) -> None:
         async with self._flush_lock:
             if not self._buffer:
                 return

@@ -207,10 +207,9 @@ def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000.0, 3)
 
 
-def _decode_file(path: str, max_pixels: int) -> tuple[int, "codec.Header", object]:
+def _decode_file(path: str, max_pixels: int):
     data = read_input(path)
-    header = codec.probe(data, max_pixels)
-    return len(data), header, codec.decode(data, header)
+    return codec.decode(data, codec.probe(data, max_pixels))
 
 
 @dataclass
@@ -247,7 +246,7 @@ class CompareTask:
         images = []
         for which, path in (("a", self.a), ("b", self.b)):
             try:
-                images.append(_decode_file(path, self.max_pixels)[2])
+                images.append(_decode_file(path, self.max_pixels))
             except ImageError as exc:
                 return CompareReport("error", error_code=exc.code, error_message=exc.message, which=which)
         a, b = images

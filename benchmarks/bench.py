@@ -632,6 +632,16 @@ def loadavg() -> str:
     return "?"
 
 
+def publish(md: str, out: str | None) -> None:
+    """Print a report and write it to ``out`` (markdown) when given."""
+    print()
+    print(md)
+    if out:
+        with open(out, "w") as fh:
+            fh.write(md)
+        print(f"written to {os.path.relpath(out, PROJECT)}")
+
+
 def prepare_data(count: int, seed: int) -> str:
     """Images 0..count-1 in a folder of exactly ``count`` files (hard links into the cache)."""
     cache = os.path.join(DATA, f"camtrap-v{dataset.GENERATOR_VERSION}-s{seed}-{SIZE[0]}x{SIZE[1]}")
@@ -808,12 +818,7 @@ def main(argv: list[str] | None = None) -> int:
             "wall s: the whole measured run, CLI start-up included.\n\n"
           + lever_md
           + f"Load average {load_start} at the start, {load_end} at the end; the run took {total:.0f} s.\n")
-    print()
-    print(md)
-    if a.out:
-        with open(a.out, "w") as fh:
-            fh.write(md)
-        print(f"written to {os.path.relpath(a.out, PROJECT)}")
+    publish(md, a.out)
     return 0
 
 

@@ -75,7 +75,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from bench import CORES, PY, free_port, kill_tree, loadavg, machine_line, table  # noqa: E402
+from bench import CORES, PY, free_port, kill_tree, loadavg, machine_line, publish, table  # noqa: E402
 
 RUNS = os.path.join(HERE, "data", "runs")
 SOURCES = ["coffee.jpg", "chelsea.jpg", "astronaut.jpg", "grace_hopper.jpg", "cyclo1.jpg", "cyclo2.jpg"]
@@ -963,12 +963,7 @@ def main(argv: list[str] | None = None) -> int:
     if notes:
         footer = "\n**Notes:**\n\n" + "\n".join(f"- {n}" for n in notes) + "\n" + footer
     md = header + "\n" + "\n".join(sections) + footer
-    print()
-    print(md)
-    if a.out:
-        with open(a.out, "w") as fh:
-            fh.write(md)
-        print(f"written to {os.path.relpath(a.out, PROJECT)}")
+    publish(md, a.out)
     return 1 if problems else 0
 
 

@@ -33,7 +33,7 @@ PROJECT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(1, PROJECT)
 
-from bench import CORES, Server, TreeSampler, loadavg, machine_line, table  # noqa: E402
+from bench import CORES, Server, TreeSampler, loadavg, machine_line, publish, table  # noqa: E402
 
 OPS = ["crop=bottom:8", "redact=0,-8,16,8", "quality=75"]  # the seed pipeline, scaled to 64x64
 
@@ -167,12 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             f"about {a.concurrency // CORES - 1} others, so p50 - work is mostly queueing; the throughput-derived "
             f"figure ({CORES} cores x wall / requests - work) is the cost each request adds, and it includes the "
             "load generator's own CPU (same machine), shown apart.\n")
-    print()
-    print(md)
-    if a.out:
-        with open(a.out, "w") as fh:
-            fh.write(md)
-        print(f"written to {os.path.relpath(a.out, PROJECT)}")
+    publish(md, a.out)
     return 0
 
 
