@@ -15,7 +15,7 @@ from ..config import Settings, get_settings
 from ..engine import Engine
 from . import errors
 from ..jobs import JobManager
-from .middleware import RequestLog
+from .middleware import RequestLog, ShedLoad
 from .routes import images, jobs, meta, process
 
 log = logging.getLogger("imgsrv")
@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPIOffline(title="imgsrv", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                          swagger_ui_parameters={"tryItOutEnabled": False, "displayRequestDuration": True})
     errors.install(app)
+    # the last added runs first: RequestLog logs and counts the early 429s too
+    app.add_middleware(ShedLoad, paths=frozenset({"/process", "/items/", "/render", "/compare"}))
     app.add_middleware(RequestLog)
     app.include_router(process.router)
     app.include_router(images.router)

@@ -1,4 +1,5 @@
-"""One log line per request with a request id, and the HTTP metrics (pure ASGI middleware)."""
+"""Pure ASGI middleware: one log line per request with a request id and the HTTP metrics;
+the early 429 of the routes that need a worker."""
 from __future__ import annotations
 
 import logging
@@ -6,6 +7,8 @@ import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import request_error_response
 
 log = logging.getLogger("imgsrv.http")
 
@@ -36,9 +39,33 @@ class RequestLog:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - start
-            route = getattr(scope.get("route"), "path", None) or "(unmatched)"
+            route = getattr(scope.get("route"), "path", None) or scope.get("imgsrv.shed") or "(unmatched)"
             log.info("%s %s %s %d %.1f ms", rid, scope["method"], scope["path"], status, elapsed * 1000.0)
             app = scope.get("app")
             engine = getattr(getattr(app, "state", None), "engine", None)
             if engine is not None:
                 engine.metrics.observe_request(route, scope["method"], status, elapsed)
+
+
+class ShedLoad:
+    """Answer 429 before the body is read when the worker queue is already full.
+
+    The routes in ``paths`` check admission again once the body is parsed (with the real image
+    count); this check only makes the refusal cheap: under overload most requests are refused,
+    and parsing and validating their bodies first would take the event loop away from the
+    requests that were admitted. An upload refused here is not read at all.
+    """
+
+    def __init__(self, app: ASGIApp, paths: frozenset[str]):
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
+            engine = getattr(scope["app"].state, "engine", None)
+            refused = engine.refusal(1) if engine is not None else None
+            if refused is not None:
+                scope["imgsrv.shed"] = scope["path"]
+                await request_error_response(refused)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -327,6 +327,40 @@ def test_queue_full_counts_images_of_other_requests(server_factory):
     assert res["results"][0]["status"] == "ok"
 
 
+def test_a_full_queue_refuses_before_reading_the_body(server_factory):
+    """Under overload the refusal is cheap: the body is not parsed (a broken body still gets 429),
+    an upload is not read (429, not 413), and the routes that need no worker keep answering."""
+    s = server_factory(workers=1, max_queue=0, max_upload_bytes=10_000)
+    (slow,) = write_slow_inputs(s, 1)
+    s.ok(body([{"input": GOOD, "output": "warm/a.jpg"}]))
+    workers = s.pool_workers(1)
+    before = snapshot(s.data_root)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(s.client.post, "/process", json=body([{"input": slow, "output": "out/slow.jpg"}],
+                                                                    ["blur=kernel:255"]))
+        assert wait_until_busy(workers, pending) is not None, "the worker never started on the slow image"
+        for path in ("/process", "/items/"):
+            r = s.client.post(path, content=b'{"images": [', headers={"content-type": "application/json"})
+            assert r.status_code == 429, f"{path} with a full queue and a broken body: {r.status_code} {r.text}"
+            assert r.json()["code"] == "queue_full" and r.headers["retry-after"].isdigit(), r.text
+        big = (s.data_root / OTHER).read_bytes()
+        r = s.client.post("/render", files={"file": ("cyclo2.jpg", big, "image/jpeg")},
+                          data={"operations": '["grayscale"]'})
+        assert r.status_code == 429, f"/render over the upload limit with a full queue: {r.status_code} {r.text}"
+        r = s.client.post("/compare", json={"a": GOOD, "b": OTHER})
+        assert r.status_code == 429, r.text
+        assert s.client.get("/health").status_code == 200
+        assert s.post("/plan", json=body([{"input": OTHER, "output": "out/other.jpg"}])).status_code == 200
+        first = pending.result(timeout=180)
+    assert first.status_code == 200 and first.json()["results"][0]["status"] == "ok", first.text
+    metrics = s.client.get("/metrics").text
+    shed = [line for line in metrics.splitlines() if line.startswith("imgsrv_http_requests_total")
+            and 'status="429"' in line]
+    assert any('route="/render"' in line for line in shed), shed
+    after = snapshot(s.data_root)
+    assert set(after) - set(before) == {"out/slow.jpg"}, sorted(set(after) - set(before))
+
+
 # --- per-image errors: HTTP 200, the other images processed ---------------------------------
 
 

@@ -9,7 +9,6 @@ import zipfile
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from ...errors import InvalidRequest
 from ...imaging.codec import CONTENT_TYPES, EXTENSIONS, FORMATS
@@ -148,7 +147,7 @@ async def compare(body: CompareRequest, engine: EngineDep):
     Two pixels differ when the distance of their colours is above ``fuzz`` percent of 255.
     With ``output``, a diff image is written: a faded copy of ``a`` with changed pixels in red.
     """
-    task = await run_in_threadpool(_plan_compare, body, engine)
+    task = await engine.offload(_plan_compare, body, engine)
     rep = await engine.run_one(task, observe=False)  # not an image processed: no image metrics
     if rep.status != "ok":
         return _image_error(rep.error_code, rep.error_message, rep.which or "a")

@@ -5,15 +5,23 @@ import time
 from collections.abc import Sequence
 
 from fastapi import APIRouter, Body
-from starlette.concurrency import run_in_threadpool
 
 from ...engine import Engine
 from ...errors import TooManyImages
 from ...planning import PlannedImage, build_pipeline, plan_images
 from ...worker import Output, Report
 from ..deps import EngineDep
-from ..schemas import (PROCESS_EXAMPLE, ErrorInfo, ImageResult, OutputResult, PlannedImageModel, PlanResponse,
-                       ProcessRequest, ProcessResponse, Summary)
+from ..schemas import (
+    PROCESS_EXAMPLE,
+    ErrorInfo,
+    ImageResult,
+    OutputResult,
+    PlannedImageModel,
+    PlanResponse,
+    ProcessRequest,
+    ProcessResponse,
+    Summary,
+)
 
 router = APIRouter(tags=["process"])
 
@@ -49,6 +57,13 @@ def plan_request(body: ProcessRequest, engine: Engine) -> list[PlannedImage]:
     return plan_images([(im.input, im.output) for im in body.images], pipeline, str(s.data_root), s.max_pixels)
 
 
+def prepare(body: ProcessRequest, engine: Engine) -> list[PlannedImage]:
+    """Plan the request and attach the manifest's records (blocking: call in a thread)."""
+    planned = plan_request(body, engine)
+    engine.with_expectations(planned, body.options.skip_existing)
+    return planned
+
+
 def _outputs(names: Sequence[str], outputs: Sequence[Output]) -> list[OutputResult]:
     return [OutputResult(path=name, width=o.width, height=o.height, bytes=o.bytes, faces=o.faces)
             for name, o in zip(names, outputs)]
@@ -81,13 +96,12 @@ async def process_request(body: ProcessRequest, engine: Engine) -> ProcessRespon
     # Admission first: when the queue is full, answer 429 before spending anything on the request.
     engine.admit(len(body.images))
     try:
-        planned = await run_in_threadpool(plan_request, body, engine)
-        await run_in_threadpool(engine.with_expectations, planned, body.options.skip_existing)
+        planned = await engine.offload(prepare, body, engine)
     except BaseException:
         engine.release(len(body.images))
         raise
     reports = await engine.run(planned)
-    await run_in_threadpool(engine.record, planned, reports)
+    await engine.offload(engine.record, planned, reports)
     return build_response(planned, reports, (time.perf_counter() - start) * 1000.0)
 
 
@@ -110,7 +124,7 @@ async def items(engine: EngineDep, body: ProcessRequest = ProcessBody) -> Proces
 @router.post("/plan", response_model=PlanResponse, responses={k: REFUSALS[k] for k in (403, 413, 422)})
 async def plan(engine: EngineDep, body: ProcessRequest = ProcessBody) -> PlanResponse:
     """The normalised operations and the files each image would write; no image is read or written."""
-    planned = await run_in_threadpool(plan_request, body, engine)
+    planned = await engine.offload(plan_request, body, engine)
     ops = planned[0].task.pipeline.normalized() if planned else []
     return PlanResponse(operations=ops, outputs=sum(len(p.outputs) for p in planned),
                         images=[PlannedImageModel(input=p.input, output=p.output, outputs=p.outputs) for p in planned])
