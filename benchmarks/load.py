@@ -433,12 +433,18 @@ class Conn:
     headers, and a body of ``content-length`` bytes.
     """
 
+    # The server closes a keep-alive connection idle for IMGSRV_TIMEOUT_KEEP_ALIVE (5 s); a
+    # request written as it does so is lost. Like browsers and httpx, do not reuse one idle
+    # for nearly that long.
+    IDLE_REUSE = 3.0
+
     def __init__(self, url: str, timeout: float):
         rest = url.split("://", 1)[1].rstrip("/")
         host, _, port = rest.partition(":")
         self.host, self.port, self.timeout = host, int(port or 80), timeout
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.last_used = 0.0
 
     async def post(self, path: str, json_body: dict) -> Answer:
         payload = json.dumps(json_body).encode()
@@ -446,10 +452,16 @@ class Conn:
                 f"content-length: {len(payload)}\r\n\r\n").encode()
         try:
             async with asyncio.timeout(self.timeout):
+                stale = self.reader is not None and (self.reader.at_eof()
+                                                     or time.monotonic() - self.last_used > self.IDLE_REUSE)
+                if stale:
+                    await self.close()
                 if self.writer is None:
                     self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
                 self.writer.write(head + payload)
-                return await self._answer()
+                answer = await self._answer()
+                self.last_used = time.monotonic()
+                return answer
         except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError,
                 ValueError) as exc:
             await self.close()
