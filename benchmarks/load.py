@@ -878,10 +878,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"In phase 1 the server process (HTTP, validation, dispatch: one event loop) spent more CPU per "
                 f"request ({(c1[0] - c0[0]) * 1000 / max(1, p1.requests):.2f} ms) than the workers did on the image "
                 f"({(c1[1] - c0[1]) * 1000 / max(1, p1.requests):.2f} ms): the capacity measured is the front "
-                f"end's (and the machine's, {machine_busy(m0, m1)}), not the pool's. `IMGSRV_MAX_QUEUE` bounds "
-                "images waiting for a worker, not requests waiting for the event loop, so beyond that capacity "
-                "requests, 429s included, queue in front of the app. `--size 1600x1200` makes the pool the "
-                "bottleneck.")
+                f"end's (and the machine's, {machine_busy(m0, m1)}), not the pool's. Under overload the queue-full "
+                "429 is answered before the body is read, so refusals cost the event loop little; "
+                "`--size 1600x1200` makes the pool the bottleneck.")
         growth_ok = not (rss_g >= 10 or fds_g >= 10)
         if not growth_ok:
             problems.append(f"phase 1: growth over 10 %: RSS {rss_g:+.1f} %, open files {fds_g:+.1f} %")

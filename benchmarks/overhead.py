@@ -6,8 +6,8 @@
 The pure work is imgsrv's worker function (``run_task``) on the same task, timed in this
 process (read, header probe, decode, operations, encode, atomic write with fsync). Then a
 server (``python main.py`` on a free loopback port, a temporary data root holding one 64x64
-JPEG) gets ``--requests`` requests from ``--concurrency`` concurrent clients (httpx
-AsyncClient, one connection each); client k writes ``out/k.jpg``.
+JPEG) gets ``--requests`` requests from ``--concurrency`` concurrent clients (one keep-alive
+connection each, the light HTTP/1.1 client of load.py); client k writes ``out/k.jpg``.
 
 Reported, per executor:
 - latency p50 / p90 / p99 at 16 concurrent clients, and p50 minus the work;
@@ -34,6 +34,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(1, PROJECT)
 
 from bench import CORES, Server, TreeSampler, loadavg, machine_line, publish, table  # noqa: E402
+from load import Conn, run_loop  # noqa: E402
 
 OPS = ["crop=bottom:8", "redact=0,-8,16,8", "quality=75"]  # the seed pipeline, scaled to 64x64
 
@@ -79,29 +80,30 @@ def pure_work(root: str, repeat: int) -> tuple[float, float, float]:
 
 async def load(url: str, requests: int, concurrency: int) -> tuple[list[float], float, float]:
     """Latencies (ms) of ``requests`` POST /process from ``concurrency`` clients; wall s; client CPU s."""
-    import httpx
-
     latencies: list[float] = []
     remaining = requests
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    conns = [Conn(url, 60) for _ in range(concurrency)]
 
-    async def client(k: int, http: httpx.AsyncClient) -> None:
+    async def client(k: int) -> None:
         nonlocal remaining
         body = {"images": [{"input": "small.jpg", "output": f"out/{k}.jpg"}], "operations": OPS}
         while remaining > 0:
             remaining -= 1
             t = time.perf_counter()
-            r = await http.post("/process", json=body)
+            r = await conns[k].post("/process", body)
             latencies.append((time.perf_counter() - t) * 1000)
             if r.status_code != 200 or r.json()["summary"]["succeeded"] != 1:
                 raise RuntimeError(f"POST /process answered {r.status_code}: {r.text[:500]}")
 
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
+    try:
         c0 = time.process_time()
         t = time.perf_counter()
-        await asyncio.gather(*(client(k, http) for k in range(concurrency)))
+        await asyncio.gather(*(client(k) for k in range(concurrency)))
         wall = time.perf_counter() - t
         cpu = time.process_time() - c0
+    finally:
+        for conn in conns:
+            await conn.close()
     return latencies, wall, cpu
 
 
@@ -126,14 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         small_jpeg(os.path.join(root, "small.jpg"))
         for executor in [e.strip() for e in a.executors.split(",") if e.strip()]:
             with Server(root, executor=executor) as server:
-                asyncio.run(load(server.url, 200, a.concurrency))  # warm-up: workers started, code paths hot
+                run_loop(load(server.url, 200, a.concurrency))  # warm-up: workers started, code paths hot
                 # The work is timed right before and right after the load: its write stage (fsync) varies
                 # with the disk's other traffic, so it is measured in the same minute as the requests.
                 before = pure_work(root, 300)
-                single, _w, _c = asyncio.run(load(server.url, 300, 1))
+                single, _w, _c = run_loop(load(server.url, 300, 1))
                 sampler = TreeSampler(server.proc.pid)
                 cpu0, _f = sampler.cpu()
-                lat, wall, client_cpu = asyncio.run(load(server.url, a.requests, a.concurrency))
+                lat, wall, client_cpu = run_loop(load(server.url, a.requests, a.concurrency))
                 cpu1, _f = sampler.cpu()
                 after = pure_work(root, 300)
             work_ms = (before[0] + after[0]) / 2
