@@ -8,6 +8,7 @@ their results are recorded, and a later run goes on with the images that have no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ log = logging.getLogger("imgsrv.jobs")
 FLUSH_EVERY = 128  # results
 FLUSH_SECONDS = 0.5
 FETCH = 256  # pending items read at a time
+ENUMERATE_BATCH = 1000  # files found, added to the store in one transaction
 
 
 def new_job_id() -> str:
@@ -69,6 +71,8 @@ class JobRunner:
         self._buffer: list[tuple[int, Report, list[str], str | None]] = []
         self._flush_lock = asyncio.Lock()
         self._enumerated = False
+        self._added = asyncio.Event()  # the enumeration added items, or ended
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._pipeline: Pipeline | None = None
         self.total: int | None = None
         self.done = 0
@@ -83,6 +87,7 @@ class JobRunner:
         self._cancel.set()
 
     async def run(self) -> JobRow:
+        self._loop = asyncio.get_running_loop()
         job = await asyncio.to_thread(self.store.get_job, self.job_id)
         assert job is not None
         spec = json.loads(job.spec)
@@ -104,6 +109,7 @@ class JobRunner:
             self.total = job.total
         else:
             enumeration = asyncio.create_task(asyncio.to_thread(self._enumerate, spec, job))
+            enumeration.add_done_callback(lambda _t: self._added.set())
         error = None
         try:
             await self._process(pipeline, spec, enumeration)
@@ -143,6 +149,9 @@ class JobRunner:
         seq = self.store.item_count(self.job_id)  # items of an interrupted enumeration are kept
         skip = seq
         batch: list[tuple[str, str]] = []
+        # Small batches first, so that the workers start after a few files rather than after
+        # the first thousand; then larger ones, so a huge folder costs few transactions.
+        limit = 16
         for rel in walk_files(folder, src.get("pattern") or "*", bool(src.get("recursive"))):
             if skip:
                 skip -= 1
@@ -151,16 +160,23 @@ class JobRunner:
                 return
             batch.append((os.path.join(src["dir"], rel), mirrored_output(rel, spec["output_dir"],
                                                                           spec.get("output_format"))))
-            if len(batch) >= 1000:
+            if len(batch) >= limit:
                 self.store.add_items(self.job_id, seq, batch)
                 seq += len(batch)
                 batch = []
+                limit = min(ENUMERATE_BATCH, limit * 4)
+                self._wake()
         if batch:
             self.store.add_items(self.job_id, seq, batch)
             seq += len(batch)
         self.store.mark_enumerated(self.job_id)
         self.total = seq
         self._enumerated = True
+
+    def _wake(self) -> None:
+        """Tell the processing loop (from the enumeration thread) that items were added."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._added.set)
 
     # -- processing -------------------------------------------------------------------------
 
@@ -216,11 +232,13 @@ class JobRunner:
 
         while not self._cancel.is_set():
             complete = self._enumerated  # read before the fetch: a fetch after it sees every item
+            self._added.clear()  # before the fetch: items added after it set the event again
             rows = await asyncio.to_thread(self.store.pending_items, self.job_id, last_seq, FETCH)
             if not rows:
                 if complete or enumeration is None or enumeration.done():
                     break
-                await asyncio.sleep(0.05)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._added.wait(), 1.0)
                 continue
             last_seq = rows[-1][0]
             prepared = await asyncio.to_thread(self._prepare, rows, pipeline, bool(spec.get("skip_existing", True)))
