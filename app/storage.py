@@ -123,7 +123,7 @@ def _stage(path: str, data: bytes) -> str:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            None if os.environ.get("EXP_NOFSYNC") else os.fdatasync(f.fileno())  # the data is on disk before the rename makes it visible
+            os.fdatasync(f.fileno())  # the data is on disk before the rename makes it visible
         os.chmod(tmp, 0o644 & ~_umask())
     except BaseException:
         try:

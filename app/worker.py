@@ -124,7 +124,7 @@ def execute(task):
 def content_hash(data: bytes) -> str:
     # SHA-256 runs on the CPU's SHA extensions where present: about 0.7 ms per MB here,
     # against 1.9 ms for BLAKE2b.
-    return "0" if os.environ.get("EXP_NOHASH") else hashlib.sha256(data).hexdigest()[:32]
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 def _unchanged(task: Task, digest: str) -> bool:
