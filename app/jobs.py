@@ -19,12 +19,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .engine import Engine
-from .errors import ImgsrvError, InvalidRequest
+from .errors import ImgsrvError, InvalidRequest, WriteError
 from .imaging.codec import EXTENSIONS
 from .operations import parse_operation
 from .pipeline import Pipeline
 from .planning import check_output_format
-from .storage import clean_temp_files, output_names, resolve, walk_files
+from .storage import clean_temp_files, output_names, resolve, sync_filesystems, walk_files
 from .store import JobRow
 from .worker import Report, Task
 
@@ -70,6 +70,7 @@ class JobRunner:
         self._checkpoint = False
         self._buffer: list[tuple[int, Report, list[str], str | None]] = []
         self._flush_lock = asyncio.Lock()
+        self._flushing: asyncio.Task | None = None  # the batch being made durable and recorded
         self._enumerated = False
         self._added = asyncio.Event()  # the enumeration added items, or ended
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -204,7 +205,8 @@ class JobRunner:
                 out.append((seq, names, Report.failure("write_error", exc.message)))
                 continue
             reals = output_names(out_real, shape)
-            task = Task(in_real, tuple(reals), pipeline, s.max_pixels)
+            # no fdatasync per file: _save makes each batch durable with one syncfs before recording it
+            task = Task(in_real, tuple(reals), pipeline, s.max_pixels, sync=False)
             if skip_existing:
                 found = self.store.expected(task.outputs, digest)
                 if found is not None:
@@ -257,11 +259,13 @@ class JobRunner:
                     finished, seq, names, f.result()))
                 if len(self._buffer) >= FLUSH_EVERY or time.monotonic() - last_flush > FLUSH_SECONDS:
                     last_flush = time.monotonic()
-                    await self._flush()
+                    self._flush_soon()
             if self._cancel.is_set():
                 break
-            await self._flush()
+            self._flush_soon()
         await idle.wait()
+        if self._flushing is not None:
+            await self._flushing  # its error, if any, stops the job
 
     def _collect(self, seq: int, names: list[str], rep: Report, digest: str) -> None:
         self._buffer.append((seq, rep, names, digest))
@@ -270,12 +274,34 @@ class JobRunner:
         if self.on_result is not None:
             self.on_result(Progress(self.total if self._enumerated else None, self.done, rep))
 
+    def _flush_soon(self) -> None:
+        """Record the results so far in the background: submitting goes on meanwhile."""
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
+
     async def _flush(self) -> None:
         async with self._flush_lock:
             if not self._buffer:
                 return
             batch, self._buffer = self._buffer, []
-            await asyncio.to_thread(self.store.save_results, self.job_id, batch)
+            await asyncio.to_thread(self._save, batch)
+
+    def _save(self, batch: list[tuple[int, Report, list[str], str | None]]) -> None:
+        """Make the batch's outputs durable, then record the batch (blocking: in a thread).
+
+        A result is recorded only once its files are on disk, so after a crash of the machine
+        the store never claims an output that is not there.
+        """
+        folders = {os.path.dirname(o.path) for _seq, rep, _names, _digest in batch if rep.status == "ok"
+                   for o in rep.outputs}
+        try:
+            sync_filesystems(sorted(folders))
+        except WriteError as exc:
+            log.error("job %s: %s", self.job_id, exc.message)
+            batch = [(seq, Report.failure("write_error", exc.message, input_bytes=rep.input_bytes,
+                                          elapsed_ms=rep.elapsed_ms) if rep.status == "ok" else rep, names, digest)
+                     for seq, rep, names, digest in batch]
+        self.store.save_results(self.job_id, batch)
 
 
 class JobManager:

@@ -35,6 +35,7 @@ class Task:
     pipeline: Pipeline
     max_pixels: int
     expected: Expected | None = None  # set when skip_existing may apply
+    sync: bool = True  # flush each output to disk before its rename (jobs flush whole batches instead)
 
     def run(self) -> "Report":
         return run_task(self)
@@ -186,7 +187,7 @@ def run_task(task: Task) -> Report:
         for path in task.outputs:
             if os.path.exists(path) and os.path.samefile(path, task.input):
                 raise WriteError("the output is the input file itself (a link to it)")
-        write_all(list(zip(task.outputs, blobs)))
+        write_all(list(zip(task.outputs, blobs)), sync=task.sync)
         outputs = []
         for path, item, blob in zip(task.outputs, items, blobs):
             faces = None if item.faces is None else [

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from app.errors import DecodeError, InvalidRequest, NotFound, PathOutsideRoot, WriteError
-from app.storage import TEMP_PREFIX, atomic_write, output_names, read_input, resolve
+from app import storage
+from app.storage import TEMP_PREFIX, atomic_write, output_names, read_input, resolve, sync_filesystems, write_all
 from tests import images
 
 FIELD = "images[3].input"
@@ -231,6 +232,49 @@ def test_atomic_write_with_unwritable_data_keeps_the_old_file(root):
         atomic_write(path, "not bytes")  # type: ignore[arg-type]
     assert Path(path).read_bytes() == b"old"
     assert temp_files(root) == []
+
+
+def test_write_all_flushes_each_file_before_its_rename_unless_told_not_to(root, monkeypatch):
+    synced: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(fd), real(fd))[1])
+    tiles = [(os.path.join(root, f"t{i}.jpg"), f"tile {i}".encode()) for i in range(3)]
+    write_all(tiles)
+    assert len(synced) == 3
+    synced.clear()
+    Path(tiles[0][0]).write_bytes(b"old")
+    write_all(tiles, sync=False)  # what jobs do: one syncfs per batch instead
+    assert synced == []
+    assert [Path(p).read_bytes() for p, _ in tiles] == [d for _, d in tiles]
+    assert temp_files(root) == []
+
+
+def test_sync_filesystems_flushes_each_file_system_once(root, monkeypatch):
+    calls: list[int] = []
+    monkeypatch.setattr(storage, "_syncfs", lambda fd: calls.append(os.fstat(fd).st_dev) or 0)
+    for name in ("a", "b"):
+        os.makedirs(os.path.join(root, name))
+    sync_filesystems([os.path.join(root, "a"), os.path.join(root, "b"), os.path.join(root, "gone")])
+    assert calls == [os.stat(root).st_dev]
+
+
+def test_sync_filesystems_for_real(root):
+    atomic_write(os.path.join(root, "out", "x.jpg"), b"data")
+    sync_filesystems([os.path.join(root, "out")])  # the real syscall: no error on a healthy disk
+
+
+def test_sync_filesystems_reports_a_write_back_error(root, monkeypatch):
+    import ctypes
+    import errno as _errno
+
+    def failing(_fd: int) -> int:
+        ctypes.set_errno(_errno.EIO)
+        return -1
+
+    monkeypatch.setattr(storage, "_syncfs", failing)
+    with pytest.raises(WriteError) as exc:
+        sync_filesystems([root])
+    assert root in exc.value.message and "Input/output error" in exc.value.message
 
 
 # ---------------------------------------------------------------- read_input

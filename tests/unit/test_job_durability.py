@@ -1,0 +1,80 @@
+"""Jobs write outputs without an fdatasync per file and make each batch durable with one
+syncfs before recording it: a result is never recorded before its file is on disk."""
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from app import jobs
+from app.config import Settings
+from app.engine import Engine
+from app.errors import WriteError
+from app.operations import parse_operation
+from app.worker import Task
+from tests import images
+
+
+@pytest.fixture
+def engine(tmp_path):
+    root = tmp_path / "root"
+    (root / "in").mkdir(parents=True)
+    for i in range(5):
+        images.jpeg(str(root / "in"), f"img{i}.jpg")
+    eng = Engine(Settings(data_root=root, executor="thread", workers=2))
+    yield eng
+    eng.close()
+
+
+def run_job(engine: Engine) -> str:
+    job_id = jobs.submit_job(engine, operations=[parse_operation("grayscale")],
+                             source={"dir": "in", "pattern": "*.jpg", "recursive": False}, output_dir="out")
+    asyncio.run(jobs.JobRunner(engine, job_id).run())
+    return job_id
+
+
+def test_outputs_are_synced_once_per_batch_before_they_are_recorded(engine, monkeypatch):
+    events: list[tuple[str, object]] = []
+    tasks_sync: list[bool] = []
+    real_run = Task.run
+    monkeypatch.setattr(Task, "run", lambda self: (tasks_sync.append(self.sync), real_run(self))[1])
+    monkeypatch.setattr(jobs, "sync_filesystems", lambda folders: events.append(("sync", sorted(folders))))
+    real_save = engine.store.save_results
+    monkeypatch.setattr(engine.store, "save_results",
+                        lambda job_id, batch: (events.append(("save", len(batch))), real_save(job_id, batch))[1])
+    job_id = run_job(engine)
+
+    job = engine.store.get_job(job_id)
+    assert (job.status, job.succeeded) == ("succeeded", 5)
+    assert tasks_sync == [False] * 5  # no fdatasync per file in a job
+    out = os.path.join(str(engine.settings.data_root), "out")
+    saves = [i for i, (kind, _) in enumerate(events) if kind == "save"]
+    assert sum(events[i][1] for i in saves) == 5
+    for i in saves:  # every recorded batch was synced first, with the folder its outputs are in
+        assert events[i - 1] == ("sync", [out]), events
+    assert sorted(os.listdir(out)) == [f"img{i}.jpg" for i in range(5)]
+
+
+def test_a_write_back_error_fails_the_batch_instead_of_recording_it_done(engine, monkeypatch):
+    def broken(folders):
+        raise WriteError("flushing the outputs in out to disk failed: Input/output error")
+
+    monkeypatch.setattr(jobs, "sync_filesystems", broken)
+    job_id = run_job(engine)
+    job = engine.store.get_job(job_id)
+    assert (job.status, job.succeeded, job.failed) == ("failed", 0, 5)
+    _total, rows = engine.store.results(job_id, 0, 10, "error")
+    assert {r.error_code for r in rows} == {"write_error"}
+    assert all("Input/output error" in r.error_message for r in rows)
+
+
+def test_process_requests_still_flush_each_file(engine):
+    """/process answers 'ok' per image: its tasks keep the fdatasync before the rename."""
+    root = Path(engine.settings.data_root)
+    from app.planning import build_pipeline, plan_images
+
+    pipeline = build_pipeline([parse_operation("grayscale")], "keep", engine.settings.max_pixels)
+    planned = plan_images([("in/img0.jpg", "single/out.jpg")], pipeline, str(root), engine.settings.max_pixels)
+    assert planned[0].task.sync is True
