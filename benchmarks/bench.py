@@ -16,6 +16,9 @@ Methods, each run in its own process so that its peak memory and CPU time are it
       from the job's own created_at (the POST) to finished_at, like the CLI's own summary
   (e) the floor: best single-threaded cv2.imdecode + best cv2.imencode of the workload's
       output, per image, divided by the number of cores
+  (f) the same measurement run in one process per core at once, each on its share of the
+      images: what the codecs do when every core is busy (shared caches, memory bandwidth,
+      a VM's vCPUs sharing physical cores all show up here, not in (e))
 Within a round the order of the methods rotates, and rounds alternate, to cancel machine
 drift; the table shows the best round (the spread of all rounds is in its own column). The floor
 is measured in every round too, so that it gets as many chances as the methods: on a shared
@@ -87,6 +90,7 @@ METHODS = {
     "c": "(c) imgsrv CLI",
     "d": "(d) imgsrv POST /jobs",
     "e": "(e) floor",
+    "f": f"(f) floor, {CORES} cores at once",
 }
 
 
@@ -216,16 +220,10 @@ def _best(fn, repeat: int = 3, slow: float = 0.08):
     return best, result
 
 
-def child_floor(wl_name: str, src: str) -> dict:
-    """Best single-threaded decode and encode per image; the W2 reduced-decode comparison."""
+def _floor_codec(wl_name: str):
+    """The decode flag, the operations left after a reduced decode, and the encoder of a workload."""
     import cv2
-    import numpy as np
 
-    from app.imaging import codec
-    from app.operations import Context
-    from app.pipeline import run
-
-    cv2.setNumThreads(1)
     wl = WORKLOADS[wl_name]
     pipe = _pipeline(wl)
     enc = pipe.encode
@@ -240,14 +238,20 @@ def child_floor(wl_name: str, src: str) -> dict:
     else:
         flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
                 8: cv2.IMREAD_REDUCED_COLOR_8}[reduce]
+    return pipe, flag, reduce, gray, reduced_ops, ext, params
+
+
+def floor_times(wl_name: str, files: list[str]) -> dict:
+    """For each image, the best of 3 decodes and the best of 3 encodes of its output(s), in seconds."""
+    import cv2
+    import numpy as np
+
+    from app.operations import Context
+    from app.pipeline import run
+
+    cv2.setNumThreads(1)
+    _pipe, flag, _reduce, _gray, reduced_ops, ext, params = _floor_codec(wl_name)
     dec, encs, in_bytes, out_bytes = [], [], 0, 0
-    extra: dict = {"reduce": reduce, "gray": gray}
-    variants = {"full": cv2.IMREAD_COLOR, "reduced_2": cv2.IMREAD_REDUCED_COLOR_2,
-                "reduced_4": cv2.IMREAD_REDUCED_COLOR_4, "reduced_8": cv2.IMREAD_REDUCED_COLOR_8,
-                "grayscale": cv2.IMREAD_GRAYSCALE}
-    var_ms: dict[str, list[float]] = {k: [] for k in variants}
-    w2 = {"full_ms": [], "reduced_ms": [], "same_size": [], "psnr": []}
-    files = _files(src)
     for f in files:
         with open(f, "rb") as fh:
             data = fh.read()
@@ -255,14 +259,40 @@ def child_floor(wl_name: str, src: str) -> dict:
         buf = np.frombuffer(data, np.uint8)
         t, img = _best(lambda: cv2.imdecode(buf, flag))
         dec.append(t)
-        items = run(img, reduced_ops, Context(10 ** 9))
         t_enc = 0.0
-        for item in items:
-            t, (ok, blob) = _best(lambda: cv2.imencode(ext, item.image, params))
+        for item in run(img, reduced_ops, Context(10 ** 9)):
+            t, (_ok, blob) = _best(lambda: cv2.imencode(ext, item.image, params))
             t_enc += t
             out_bytes += len(blob)
         encs.append(t_enc)
-        if wl_name == "W2" and len(w2["full_ms"]) < 16:  # the comparison: on the first 16 images
+    return {"dec": dec, "enc": encs, "in_bytes": in_bytes, "out_bytes": out_bytes}
+
+
+def child_floor(wl_name: str, src: str) -> dict:
+    """Best single-threaded decode and encode per image; the W2 reduced-decode comparison."""
+    import cv2
+    import numpy as np
+
+    from app.imaging import codec
+    from app.operations import Context
+    from app.pipeline import run
+
+    files = _files(src)
+    ft = floor_times(wl_name, files)
+    dec, encs = ft["dec"], ft["enc"]
+    pipe, _flag, reduce, gray, reduced_ops, _ext, _params = _floor_codec(wl_name)
+    enc = pipe.encode
+    extra: dict = {"reduce": reduce, "gray": gray}
+    if wl_name == "W2":  # the comparison, on the first 16 images
+        variants = {"full": cv2.IMREAD_COLOR, "reduced_2": cv2.IMREAD_REDUCED_COLOR_2,
+                    "reduced_4": cv2.IMREAD_REDUCED_COLOR_4, "reduced_8": cv2.IMREAD_REDUCED_COLOR_8,
+                    "grayscale": cv2.IMREAD_GRAYSCALE}
+        var_ms: dict[str, list[float]] = {k: [] for k in variants}
+        w2: dict = {"full_ms": [], "reduced_ms": [], "same_size": [], "psnr": []}
+        for f in files[:16]:
+            with open(f, "rb") as fh:
+                data = fh.read()
+            buf = np.frombuffer(data, np.uint8)
             for k, v in variants.items():
                 var_ms[k].append(_best(lambda: cv2.imdecode(buf, v), 2)[0] * 1000)
             header = codec.probe(data, 10 ** 9)
@@ -279,15 +309,42 @@ def child_floor(wl_name: str, src: str) -> dict:
             w2["same_size"].append(out_f.shape == out_r.shape)
             w2["psnr"].append(float(cv2.PSNR(out_f, out_r)) if out_f.shape == out_r.shape else 0.0)
             w2.setdefault("shape", [out_f.shape[1], out_f.shape[0], out_r.shape[1], out_r.shape[0]])
-    if wl_name == "W2":
         extra["decode_variants_ms"] = {k: statistics.mean(v) for k, v in var_ms.items()}
         extra["w2"] = {"full_ms": statistics.mean(w2["full_ms"]), "reduced_ms": statistics.mean(w2["reduced_ms"]),
                        "all_same_size": all(w2["same_size"]), "psnr_min": min(w2["psnr"]),
                        "psnr_mean": statistics.mean(w2["psnr"]), "shape": w2["shape"]}
     per_image = statistics.mean(dec) + statistics.mean(encs)
-    return {"elapsed": per_image * len(files) / CORES, "images": len(files), "in_bytes": in_bytes,
-            "out_bytes": out_bytes, "decode_ms": statistics.mean(dec) * 1000, "encode_ms": statistics.mean(encs) * 1000,
-            **extra}
+    return {"elapsed": per_image * len(files) / CORES, "images": len(files), "in_bytes": ft["in_bytes"],
+            "out_bytes": ft["out_bytes"], "decode_ms": statistics.mean(dec) * 1000,
+            "encode_ms": statistics.mean(encs) * 1000, **extra}
+
+
+def _warm_codec(_i: int) -> None:
+    import cv2  # noqa: F401
+
+
+def _floor_part(args: tuple[str, list[str]]) -> dict:
+    return floor_times(*args)
+
+
+def child_parallel_floor(wl_name: str, src: str) -> dict:
+    """The floor's measurement run on every core at once: each of CORES processes takes every
+    CORES-th image. images / the busiest process's sum of best times is what the codecs can do
+    on this machine with all cores busy (the floor assumes they scale perfectly)."""
+    import multiprocessing
+
+    files = _files(src)
+    parts = [files[k::CORES] for k in range(CORES)]
+    ctx = multiprocessing.get_context("forkserver")
+    with ctx.Pool(CORES) as pool:
+        pool.map(_warm_codec, range(CORES))  # processes up, OpenCV loaded, before anything is timed
+        results = pool.map(_floor_part, [(wl_name, part) for part in parts])
+    busiest = max(sum(r["dec"]) + sum(r["enc"]) for r in results)
+    dec = [t for r in results for t in r["dec"]]
+    enc = [t for r in results for t in r["enc"]]
+    return {"elapsed": busiest, "images": len(files), "in_bytes": sum(r["in_bytes"] for r in results),
+            "out_bytes": sum(r["out_bytes"] for r in results), "decode_ms": statistics.mean(dec) * 1000,
+            "encode_ms": statistics.mean(enc) * 1000}
 
 
 def _task(wl: Workload, src: str, dst: str, f: str):
@@ -333,6 +390,8 @@ def child_main(argv: list[str]) -> int:
         res = child_naive(mode, wl, src, dst)
     elif mode == "floor":
         res = child_floor(wl, src)
+    elif mode == "pfloor":
+        res = child_parallel_floor(wl, src)
     else:
         res = child_runtask(mode, wl, src, dst)
     print(json.dumps(res))
@@ -694,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="16 images, W1 and W2, 1 round, no levers (< 1 min)")
     ap.add_argument("--count", type=int, help="images per workload (default 64; 16 with --quick)")
     ap.add_argument("--workloads", help="comma-separated, e.g. W1,W2 (default all; W1,W2 with --quick)")
-    ap.add_argument("--methods", default="a,b,c,d,e", help="subset of a,b,c,d,e")
+    ap.add_argument("--methods", default="a,b,c,d,e,f", help="subset of a,b,c,d,e,f")
     ap.add_argument("--rounds", type=int, help="rounds, alternating methods (default 2; 1 with --quick)")
     ap.add_argument("--seed", type=int, default=0, help="data set seed")
     ap.add_argument("--levers", action=argparse.BooleanOptionalAction, default=None,
@@ -752,6 +811,8 @@ def main(argv: list[str] | None = None) -> int:
                             res = http_measure(server, wl, srcs[n], dst)
                         elif m == "e":
                             res = child_measure("floor", n, srcs[n], dst)
+                        elif m == "f":
+                            res = child_measure("pfloor", n, srcs[n], dst)
                         else:
                             raise SystemExit(f"unknown method {m!r}")
                     finally:
@@ -769,6 +830,7 @@ def main(argv: list[str] | None = None) -> int:
         best = {m: max(results[(n, m)], key=lambda x: x.rate) for m in methods if (n, m) in results}
         base = best.get("a")
         floor = best.get("e")
+        pfloor = best.get("f")
         # Every method, the floor included, gets the same rounds; each is shown by its best round.
         for m in methods:
             if m not in best:
@@ -777,7 +839,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append([n, METHODS[m], fmt_rate(x.rate),
                          f"{x.rate / base.rate:.2f}x" if base else "",
                          f"{100 * x.rate / floor.rate:.0f} %" if floor else "",
-                         f"{x.rss_mb:.0f}", f"{1000 * x.cpu_s / x.images:.0f}" if m != "e" else "",
+                         f"{100 * x.rate / pfloor.rate:.0f} %" if pfloor else "",
+                         f"{x.rss_mb:.0f}", f"{1000 * x.cpu_s / x.images:.0f}" if m not in "ef" else "",
                          f"{x.out_bytes / x.in_bytes:.3f}" if x.in_bytes else "",
                          spread(results[(n, m)]), f"{x.wall:.2f}"])
         if floor is not None:
@@ -785,6 +848,11 @@ def main(argv: list[str] | None = None) -> int:
                          f"{' (reduced 1/' + str(floor.extra['reduce']) + ')' if floor.extra['reduce'] > 1 else ''}"
                          f" + encode {floor.extra['encode_ms']:.1f} ms per image, single-threaded, "
                          f"/ {CORES} cores = {fmt_rate(floor.rate)} images/s.")
+            if pfloor is not None:
+                notes.append(f"- {n} floor with {CORES} cores at once (f): decode {pfloor.extra['decode_ms']:.1f} ms + "
+                             f"encode {pfloor.extra['encode_ms']:.1f} ms per image in each process = "
+                             f"{fmt_rate(pfloor.rate)} images/s, {100 * pfloor.rate / floor.rate:.0f} % of (e): "
+                             f"how far the codecs scale from one core to {CORES} on this machine.")
             w2 = floor.extra.get("w2")
             if w2:
                 d = floor.extra["decode_variants_ms"]
@@ -803,7 +871,7 @@ def main(argv: list[str] | None = None) -> int:
         if WORKLOADS[n].max_count and WORKLOADS[n].max_count < count:
             notes.append(f"- {n} runs on the first {WORKLOADS[n].max_count} images only (the naive loop detects "
                          f"faces at full size, seconds per image).")
-    cols = ["workload", "method", "images/s", "ratio to (a)", "% of floor", "peak RSS MB", "CPU ms/img",
+    cols = ["workload", "method", "images/s", "ratio to (a)", "% of floor", "% of (f)", "peak RSS MB", "CPU ms/img",
             "out/in bytes", "images/s all rounds", "wall s"]
     main_table = table(rows, cols)
 
