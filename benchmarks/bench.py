@@ -13,7 +13,7 @@ Methods, each run in its own process so that its peak memory and CPU time are it
   (b) the same function over multiprocessing.Pool(cores)
   (c) python main.py run --source ... --output-dir ... --op ... --no-skip (images/s from its summary)
   (d) the same job through the HTTP API: POST /jobs, poll GET /jobs/{id} every 0.1 s; images/s
-      from the job's own created_at (the POST) to finished_at, like the CLI's own summary
+      from the job's own started_at to finished_at, as the CLI times itself from its job's start
   (e) the floor: best single-threaded cv2.imdecode + best cv2.imencode of the workload's
       output, per image, divided by the number of cores
   (f) the same measurement run in one process per core at once, each on its share of the
@@ -656,11 +656,14 @@ def http_measure(server: Server, wl: Workload, src: str, dst: str) -> Measure:
         wall, info = server.job(wl, src_rel, dst_rel)
     cpu1, faults1 = sampler.cpu()
     s = info["summary"]
-    # The job's own clock, from the POST (created_at) to its last result (finished_at), like the
-    # CLI's own summary: the client's polling interval is not part of the service's throughput.
-    took = (_dt.datetime.fromisoformat(info["finished_at"]) - _dt.datetime.fromisoformat(info["created_at"]))
-    return Measure(took.total_seconds(), info["total"], wall, sampler.peak / 2 ** 20, cpu1 - cpu0,
-                   faults1 - faults0, s["input_bytes"], s["output_bytes"], {"job_elapsed_ms": s["elapsed_ms"]})
+    # The job's own clock, from its start (started_at) to its last result (finished_at), as the CLI
+    # times itself from the start of its job: the client's polling interval is not part of the
+    # service's throughput. The POST's own time (created_at to started_at) is kept apart.
+    created, started, finished = (_dt.datetime.fromisoformat(info[k]) for k in ("created_at", "started_at",
+                                                                                "finished_at"))
+    return Measure((finished - started).total_seconds(), info["total"], wall, sampler.peak / 2 ** 20, cpu1 - cpu0,
+                   faults1 - faults0, s["input_bytes"], s["output_bytes"],
+                   {"job_elapsed_ms": s["elapsed_ms"], "queued_ms": (started - created).total_seconds() * 1000})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -819,7 +822,9 @@ def main(argv: list[str] | None = None) -> int:
                         shutil.rmtree(dst, ignore_errors=True)
                     results.setdefault((n, m), []).append(res)
                     print(f"round {r + 1}/{rounds} {n} {METHODS[m]:24s} {res.rate:7.2f} images/s "
-                          f"(wall {res.wall:.2f} s, peak RSS {res.rss_mb:.0f} MB)", flush=True)
+                          f"(wall {res.wall:.2f} s, peak RSS {res.rss_mb:.0f} MB"
+                          + (f", POST to start {res.extra['queued_ms']:.0f} ms" if "queued_ms" in res.extra else "")
+                          + ")", flush=True)
     finally:
         if server is not None:
             server.__exit__(None, None, None)
@@ -884,7 +889,7 @@ def main(argv: list[str] | None = None) -> int:
     md = (f"## Throughput ({count} images, {started:%Y-%m-%d})\n\n{header}\n\n{main_table}\n\n"
           + ("\n".join(notes) + "\n\n" if notes else "")
           + "Columns: images/s of the best round (CLI: its own summary, i.e. without interpreter start-up; "
-            "POST /jobs: the job's created_at to finished_at, polled every 0.1 s; floor: best decode + best encode "
+            "POST /jobs: the job's started_at to finished_at, polled every 0.1 s; floor: best decode + best encode "
             f"per image / {CORES} cores, measured in every round like the others); % of floor: best round against "
             "the floor's best round; peak RSS: summed RSS of the measured process tree, sampled every 50 ms "
             "(pool workers' shared pages are counted in each); CPU ms/img: user+system CPU of the tree; "
