@@ -263,6 +263,18 @@ def test_results_pages_cover_every_image_once_in_a_stable_order(server, paged):
     assert [r["input"] for r in results_page(server, j["id"])["results"]] == order
 
 
+@pytest.mark.parametrize("path", ["/jobs", "/jobs/{id}/results"])
+@pytest.mark.parametrize("offset", ["9007199254740992", "99999999999999999999999"])
+def test_an_offset_too_large_for_any_client_is_422_not_a_crash(server, paged, path, offset):
+    """Found by schemathesis: an offset past SQLite's 64-bit integers used to answer 500."""
+    j, _inputs = paged
+    r = server.get(path.format(id=j["id"]), params={"offset": offset})
+    assert r.status_code == 422, f"{path}?offset={offset}: {r.status_code} {r.text}"
+    assert any(d["field"] == "offset" for d in r.json()["detail"]), r.text
+    largest = server.get(path.format(id=j["id"]), params={"offset": str(2 ** 53 - 1)})
+    assert largest.status_code == 200 and largest.json()["results" if "results" in path else "jobs"] == []
+
+
 def test_results_status_filter(server, paged):
     j, _inputs = paged
     err = results_page(server, j["id"], status="error", limit=100)

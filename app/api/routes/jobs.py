@@ -15,6 +15,10 @@ from ..deps import EngineDep
 from ..schemas import (JOB_EXAMPLE, ErrorInfo, ImageResult, JobCreated, JobInfo, JobLinks, JobList, JobRequest,
                        JobResults, OutputResult, Summary)
 
+# The largest integer every JSON client holds exactly (JavaScript's Number.MAX_SAFE_INTEGER);
+# beyond SQLite's 64-bit integers an offset would not even reach the database.
+MAX_OFFSET = 2 ** 53 - 1
+
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 NOT_FOUND = {404: {"description": "no job with this id"}}
@@ -101,7 +105,7 @@ async def create_job(request: Request, response: Response, engine: EngineDep,
 
 @router.get("", response_model=JobList)
 async def list_jobs(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                    offset: Annotated[int, Query(ge=0)] = 0) -> JobList:
+                    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> JobList:
     """Recent jobs, newest first."""
     rows = await run_in_threadpool(engine.store.list_jobs, limit, offset)
     return JobList(jobs=[job_info(j) for j in rows])
@@ -114,7 +118,7 @@ async def get_job(job_id: str, engine: EngineDep) -> JobInfo:
 
 
 @router.get("/{job_id}/results", response_model=JobResults, responses=NOT_FOUND)
-async def job_results(job_id: str, engine: EngineDep, offset: Annotated[int, Query(ge=0)] = 0,
+async def job_results(job_id: str, engine: EngineDep, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                       status: Literal["ok", "skipped", "error"] | None = None) -> JobResults:
     """A page of per-image results in job order, optionally only those with one status."""
