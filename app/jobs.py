@@ -24,7 +24,7 @@ from .imaging.codec import EXTENSIONS
 from .operations import parse_operation
 from .pipeline import Pipeline
 from .planning import check_output_format
-from .storage import clean_temp_files, output_names, resolve, sync_filesystems, walk_files
+from .storage import FileSystemSync, clean_temp_files, output_names, resolve, walk_files
 from .store import JobRow
 from .worker import Report, Task
 
@@ -71,6 +71,7 @@ class JobRunner:
         self._buffer: list[tuple[int, Report, list[str], str | None]] = []
         self._flush_lock = asyncio.Lock()
         self._flushing: asyncio.Task | None = None  # the batch being made durable and recorded
+        self._sync = FileSystemSync()
         self._enumerated = False
         self._added = asyncio.Event()  # the enumeration added items, or ended
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -81,14 +82,21 @@ class JobRunner:
     def cancel(self) -> None:
         """Stop taking new images; the job ends ``cancelled``."""
         self._cancel.set()
+        self._added.set()  # a runner waiting for the listing stops at once
 
     def checkpoint(self) -> None:
         """Stop taking new images and leave the job to be resumed at the next start."""
         self._checkpoint = True
-        self._cancel.set()
+        self.cancel()
 
     async def run(self) -> JobRow:
         self._loop = asyncio.get_running_loop()
+        try:
+            return await self._run()
+        finally:
+            self._sync.close()
+
+    async def _run(self) -> JobRow:
         job = await asyncio.to_thread(self.store.get_job, self.job_id)
         assert job is not None
         spec = json.loads(job.spec)
@@ -99,6 +107,9 @@ class JobRunner:
             await asyncio.to_thread(self.store.finish_job, self.job_id, "failed", f"invalid operations: {exc}")
             return await asyncio.to_thread(self.store.get_job, self.job_id)  # type: ignore[return-value]
         self._pipeline = pipeline
+        if spec.get("output_dir"):  # before the first write: see FileSystemSync
+            with contextlib.suppress(ImgsrvError):
+                self._sync.watch(resolve(str(self.engine.settings.data_root), spec["output_dir"], "output_dir"))
         await asyncio.to_thread(self.store.start_job, self.job_id)
         log.info("job %s started: %s, %d of %s images done before", self.job_id,
                  ", ".join(op.op for op in pipeline.operations) or "no operations",  # type: ignore[attr-defined]
@@ -177,7 +188,8 @@ class JobRunner:
     def _wake(self) -> None:
         """Tell the processing loop (from the enumeration thread) that items were added."""
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._added.set)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is waiting
+                self._loop.call_soon_threadsafe(self._added.set)
 
     # -- processing -------------------------------------------------------------------------
 
@@ -275,7 +287,10 @@ class JobRunner:
             self.on_result(Progress(self.total if self._enumerated else None, self.done, rep))
 
     def _flush_soon(self) -> None:
-        """Record the results so far in the background: submitting goes on meanwhile."""
+        """Record the results so far in the background: submitting goes on meanwhile. The
+        previous background flush's error, if any, is raised here and stops the job."""
+        if self._flushing is not None and self._flushing.done():
+            self._flushing.result()
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush())
 
@@ -284,7 +299,11 @@ class JobRunner:
             if not self._buffer:
                 return
             batch, self._buffer = self._buffer, []
-            await asyncio.to_thread(self._save, batch)
+            try:
+                await asyncio.to_thread(self._save, batch)
+            except BaseException:
+                self._buffer[:0] = batch  # not recorded: the final flush tries again
+                raise
 
     def _save(self, batch: list[tuple[int, Report, list[str], str | None]]) -> None:
         """Make the batch's outputs durable, then record the batch (blocking: in a thread).
@@ -295,7 +314,7 @@ class JobRunner:
         folders = {os.path.dirname(o.path) for _seq, rep, _names, _digest in batch if rep.status == "ok"
                    for o in rep.outputs}
         try:
-            sync_filesystems(sorted(folders))
+            self._sync.sync(sorted(folders))
         except WriteError as exc:
             log.error("job %s: %s", self.job_id, exc.message)
             batch = [(seq, Report.failure("write_error", exc.message, input_bytes=rep.input_bytes,

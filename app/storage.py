@@ -89,7 +89,7 @@ def write_all(files: list[tuple[str, bytes]], sync: bool = True) -> None:
 
     Without ``sync`` the rename still makes each file appear whole to every reader and
     survives the death of any process; only a crash of the machine itself could lose it.
-    Jobs write that way and make a whole batch durable at once (``sync_filesystems``)
+    Jobs write that way and make a whole batch durable at once (``FileSystemSync``)
     before they record it.
     """
     staged: list[tuple[str, str]] = []
@@ -146,32 +146,68 @@ _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") el
 _syncfs = getattr(_libc, "syncfs", None)
 
 
-def sync_filesystems(folders: Iterable[str]) -> None:
-    """Flush to disk everything written to the file systems holding ``folders``: file data,
-    and the renames that put files in place.
+class FileSystemSync:
+    """Flushes to disk everything written to the file systems of some folders: file data, and
+    the renames that put files in place. One ``syncfs`` per file system (Linux; ``sync``
+    elsewhere) costs about what one ``fdatasync`` does, so a batch of outputs becomes durable
+    for the price of one file.
 
-    One ``syncfs`` per file system (Linux; ``sync`` elsewhere) costs about what one
-    ``fdatasync`` does, so a batch of outputs becomes durable for the price of one.
-    Raises WriteError when the kernel reports a write-back error.
+    It keeps one descriptor per file system for its whole life: Linux (5.8 and later) reports
+    a write-back error to ``syncfs`` only if it happened after that descriptor was opened, so
+    ``watch`` the output folder before the first write. Older kernels flush but report no
+    write-back errors to ``syncfs`` at all. Close it when done.
     """
-    seen: set[int] = set()
-    for folder in folders:
-        try:
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            continue  # removed since: nothing of ours left there to flush
-        try:
-            dev = os.fstat(fd).st_dev
-            if dev in seen:
+
+    def __init__(self) -> None:
+        self._fds: dict[int, int] = {}  # st_dev -> an open folder on that file system
+
+    def watch(self, folder: str) -> None:
+        """Open the file system of ``folder``, or of its nearest existing parent, now."""
+        while folder and not os.path.isdir(folder):
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                return
+            folder = parent
+        if folder:
+            self._fd(folder)
+
+    def sync(self, folders: Iterable[str]) -> None:
+        """Flush the file systems holding ``folders``; WriteError when the kernel reports a
+        write-back error. A folder gone since holds nothing of ours: it is passed over."""
+        done: set[int] = set()
+        for folder in folders:
+            fd = self._fd(folder)
+            if fd is None or fd in done:
                 continue
-            seen.add(dev)
-            if _syncfs is None:
+            done.add(fd)
+            if fd < 0:
+                os.sync()
+            elif _syncfs is None:
                 os.sync()
             elif _syncfs(fd) != 0:
                 err = ctypes.get_errno()
                 raise WriteError(f"flushing the outputs in {folder} to disk failed: {os.strerror(err)}")
-        finally:
+
+    def _fd(self, folder: str) -> int | None:
+        """The descriptor of ``folder``'s file system, None when it does not exist, -1 when it
+        cannot be opened (then ``sync`` flushes every file system instead)."""
+        try:
+            dev = os.stat(folder).st_dev
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return -1
+        if dev not in self._fds:
+            try:
+                self._fds[dev] = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:
+                return -1
+        return self._fds[dev]
+
+    def close(self) -> None:
+        for fd in self._fds.values():
             os.close(fd)
+        self._fds.clear()
 
 
 def _umask() -> int:

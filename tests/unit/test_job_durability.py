@@ -12,6 +12,7 @@ from app import jobs
 from app.config import Settings
 from app.engine import Engine
 from app.errors import WriteError
+from app.storage import FileSystemSync
 from app.operations import parse_operation
 from app.worker import Task
 from tests import images
@@ -40,7 +41,7 @@ def test_outputs_are_synced_once_per_batch_before_they_are_recorded(engine, monk
     tasks_sync: list[bool] = []
     real_run = Task.run
     monkeypatch.setattr(Task, "run", lambda self: (tasks_sync.append(self.sync), real_run(self))[1])
-    monkeypatch.setattr(jobs, "sync_filesystems", lambda folders: events.append(("sync", sorted(folders))))
+    monkeypatch.setattr(FileSystemSync, "sync", lambda self, folders: events.append(("sync", sorted(folders))))
     real_save = engine.store.save_results
     monkeypatch.setattr(engine.store, "save_results",
                         lambda job_id, batch: (events.append(("save", len(batch))), real_save(job_id, batch))[1])
@@ -58,10 +59,10 @@ def test_outputs_are_synced_once_per_batch_before_they_are_recorded(engine, monk
 
 
 def test_a_write_back_error_fails_the_batch_instead_of_recording_it_done(engine, monkeypatch):
-    def broken(folders):
+    def broken(self, folders):
         raise WriteError("flushing the outputs in out to disk failed: Input/output error")
 
-    monkeypatch.setattr(jobs, "sync_filesystems", broken)
+    monkeypatch.setattr(FileSystemSync, "sync", broken)
     job_id = run_job(engine)
     job = engine.store.get_job(job_id)
     assert (job.status, job.succeeded, job.failed) == ("failed", 0, 5)
@@ -70,11 +71,39 @@ def test_a_write_back_error_fails_the_batch_instead_of_recording_it_done(engine,
     assert all("Input/output error" in r.error_message for r in rows)
 
 
-def test_process_requests_still_flush_each_file(engine):
-    """/process answers 'ok' per image: its tasks keep the fdatasync before the rename."""
-    root = Path(engine.settings.data_root)
+def test_a_failed_save_stops_the_job_and_its_batch_is_recorded_by_the_last_try(engine, monkeypatch):
+    """A store error in a background flush must not be lost: the job ends failed, saying why,
+    and the results of that batch are saved by the final flush instead of being dropped."""
+    real_save = engine.store.save_results
+    calls = {"n": 0}
+
+    def flaky(job_id, batch):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("database or disk is full")
+        return real_save(job_id, batch)
+
+    monkeypatch.setattr(engine.store, "save_results", flaky)
+    monkeypatch.setattr(jobs, "FLUSH_EVERY", 1)  # a background flush after the first results
+    job_id = run_job(engine)
+    job = engine.store.get_job(job_id)
+    assert job.status == "failed" and "database or disk is full" in (job.error or ""), (job.status, job.error)
+    assert calls["n"] >= 2
+    total, rows = engine.store.results(job_id, 0, 10, None)
+    assert job.done == total and job.succeeded == job.done, (job.done, job.succeeded, total)
+    assert {r.status for r in rows} == {"ok"}
+
+
+def test_process_requests_flush_each_file_before_its_rename(engine, monkeypatch):
+    """/process answers 'ok' per image: its tasks fdatasync every output, unlike jobs."""
     from app.planning import build_pipeline, plan_images
 
-    pipeline = build_pipeline([parse_operation("grayscale")], "keep", engine.settings.max_pixels)
-    planned = plan_images([("in/img0.jpg", "single/out.jpg")], pipeline, str(root), engine.settings.max_pixels)
-    assert planned[0].task.sync is True
+    root = Path(engine.settings.data_root)
+    pipeline = build_pipeline([parse_operation("split=True")], "keep", engine.settings.max_pixels)
+    [planned] = plan_images([("in/img0.jpg", "single/out.jpg")], pipeline, str(root), engine.settings.max_pixels)
+    synced: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(fd), real(fd))[1])
+    report = planned.task.run()
+    assert report.status == "ok" and len(report.outputs) == 4, report
+    assert len(synced) == 4

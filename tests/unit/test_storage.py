@@ -11,7 +11,7 @@ import pytest
 
 from app.errors import DecodeError, InvalidRequest, NotFound, PathOutsideRoot, WriteError
 from app import storage
-from app.storage import TEMP_PREFIX, atomic_write, output_names, read_input, resolve, sync_filesystems, write_all
+from app.storage import TEMP_PREFIX, FileSystemSync, atomic_write, output_names, read_input, resolve, write_all
 from tests import images
 
 FIELD = "images[3].input"
@@ -249,21 +249,31 @@ def test_write_all_flushes_each_file_before_its_rename_unless_told_not_to(root, 
     assert temp_files(root) == []
 
 
-def test_sync_filesystems_flushes_each_file_system_once(root, monkeypatch):
+def test_file_system_sync_flushes_each_file_system_once_with_a_descriptor_opened_early(root, monkeypatch):
     calls: list[int] = []
-    monkeypatch.setattr(storage, "_syncfs", lambda fd: calls.append(os.fstat(fd).st_dev) or 0)
+    monkeypatch.setattr(storage, "_syncfs", lambda fd: calls.append(fd) or 0)
+    sync = FileSystemSync()
+    sync.watch(os.path.join(root, "out", "not", "made", "yet"))  # the nearest existing parent: root
+    [early] = sync._fds.values()
     for name in ("a", "b"):
-        os.makedirs(os.path.join(root, name))
-    sync_filesystems([os.path.join(root, "a"), os.path.join(root, "b"), os.path.join(root, "gone")])
-    assert calls == [os.stat(root).st_dev]
+        os.makedirs(os.path.join(root, "out", name))
+    sync.sync([os.path.join(root, "out", "a"), os.path.join(root, "out", "b"), os.path.join(root, "gone")])
+    assert calls == [early], "one syncfs, through the descriptor opened before the writes"
+    sync.close()
+    assert sync._fds == {}
 
 
-def test_sync_filesystems_for_real(root):
-    atomic_write(os.path.join(root, "out", "x.jpg"), b"data")
-    sync_filesystems([os.path.join(root, "out")])  # the real syscall: no error on a healthy disk
+def test_file_system_sync_for_real(root):
+    """The real syscall on this disk: the file written is there after, and nothing is raised."""
+    sync = FileSystemSync()
+    sync.watch(root)
+    write_all([(os.path.join(root, "out", "x.jpg"), b"data")], sync=False)
+    sync.sync([os.path.join(root, "out")])
+    sync.close()
+    assert Path(root, "out", "x.jpg").read_bytes() == b"data"
 
 
-def test_sync_filesystems_reports_a_write_back_error(root, monkeypatch):
+def test_file_system_sync_reports_a_write_back_error(root, monkeypatch):
     import ctypes
     import errno as _errno
 
@@ -272,9 +282,22 @@ def test_sync_filesystems_reports_a_write_back_error(root, monkeypatch):
         return -1
 
     monkeypatch.setattr(storage, "_syncfs", failing)
+    sync = FileSystemSync()
     with pytest.raises(WriteError) as exc:
-        sync_filesystems([root])
+        sync.sync([root])
+    sync.close()
     assert root in exc.value.message and "Input/output error" in exc.value.message
+
+
+def test_file_system_sync_falls_back_to_sync_when_a_folder_cannot_be_opened(root, monkeypatch):
+    synced: list[bool] = []
+    monkeypatch.setattr(os, "sync", lambda: synced.append(True))
+    monkeypatch.setattr(storage, "_syncfs", lambda fd: pytest.fail("syncfs without a descriptor"))
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda path, flags, *a: (_ for _ in ()).throw(PermissionError(13, "denied"))
+                        if flags & os.O_DIRECTORY else real_open(path, flags, *a))
+    FileSystemSync().sync([root])
+    assert synced == [True]
 
 
 # ---------------------------------------------------------------- read_input

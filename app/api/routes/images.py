@@ -140,7 +140,8 @@ def _plan_compare(body: CompareRequest, engine) -> CompareTask:
 
 @router.post("/compare", response_model=CompareResponse,
              responses={403: {"description": "a path leads outside the data root"},
-                        422: {"description": "invalid body, an image missing or undecodable, or sizes differ"}})
+                        422: {"description": "invalid body, an image missing or undecodable, or sizes differ"},
+                        429: {"description": "the worker queue is full; see Retry-After"}})
 async def compare(body: CompareRequest, engine: EngineDep):
     """Count the pixels that differ between two images of the same size (ImageMagick ``compare -fuzz``).
 
