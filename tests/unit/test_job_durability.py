@@ -12,8 +12,8 @@ from app import jobs
 from app.config import Settings
 from app.engine import Engine
 from app.errors import WriteError
-from app.storage import FileSystemSync
 from app.operations import parse_operation
+from app.storage import FileSystemSync
 from app.worker import Task
 from tests import images
 
