@@ -61,11 +61,17 @@ class ShedLoad:
         self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
+        if scope["type"] == "http" and scope["method"] == "POST" and _route_path(scope) in self.paths:
             engine = getattr(scope["app"].state, "engine", None)
             refused = engine.refusal(1) if engine is not None else None
             if refused is not None:
-                scope["imgsrv.shed"] = scope["path"]
+                scope["imgsrv.shed"] = _route_path(scope)
                 await request_error_response(refused)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the app's routes see: without the ``root_path`` a proxy mounts the app under."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
