@@ -180,9 +180,7 @@ class FileSystemSync:
             if fd is None or fd in done:
                 continue
             done.add(fd)
-            if fd < 0:
-                os.sync()
-            elif _syncfs is None:
+            if fd < 0 or _syncfs is None:
                 os.sync()
             elif _syncfs(fd) != 0:
                 err = ctypes.get_errno()

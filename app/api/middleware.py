@@ -61,11 +61,12 @@ class ShedLoad:
         self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and _route_path(scope) in self.paths:
+        path = _route_path(scope) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if path in self.paths:
             engine = getattr(scope["app"].state, "engine", None)
             refused = engine.refusal(1) if engine is not None else None
             if refused is not None:
-                scope["imgsrv.shed"] = _route_path(scope)
+                scope["imgsrv.shed"] = path
                 await request_error_response(refused)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

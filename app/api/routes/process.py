@@ -50,9 +50,9 @@ def check_count(body: ProcessRequest, engine: Engine) -> None:
 
 
 def plan_request(body: ProcessRequest, engine: Engine) -> list[PlannedImage]:
-    """Validate paths and names (blocking filesystem look-ups: call in a thread)."""
+    """Validate paths and names (blocking filesystem look-ups: call in a thread; the image count
+    is checked before, by the caller)."""
     s = engine.settings
-    check_count(body, engine)
     pipeline = build_pipeline(body.operations, body.options.metadata, s.max_pixels)
     return plan_images([(im.input, im.output) for im in body.images], pipeline, str(s.data_root), s.max_pixels)
 
@@ -124,6 +124,7 @@ async def items(engine: EngineDep, body: ProcessRequest = ProcessBody) -> Proces
 @router.post("/plan", response_model=PlanResponse, responses={k: REFUSALS[k] for k in (403, 413, 422)})
 async def plan(engine: EngineDep, body: ProcessRequest = ProcessBody) -> PlanResponse:
     """The normalised operations and the files each image would write; no image is read or written."""
+    check_count(body, engine)
     planned = await engine.offload(plan_request, body, engine)
     ops = planned[0].task.pipeline.normalized() if planned else []
     return PlanResponse(operations=ops, outputs=sum(len(p.outputs) for p in planned),
