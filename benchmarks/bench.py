@@ -323,10 +323,6 @@ def _warm_codec(_i: int) -> None:
     import cv2  # noqa: F401
 
 
-def _floor_part(args: tuple[str, list[str]]) -> dict:
-    return floor_times(*args)
-
-
 def child_parallel_floor(wl_name: str, src: str) -> dict:
     """The floor's measurement run on every core at once: each of CORES processes takes every
     CORES-th image. images / the busiest process's sum of best times is what the codecs can do
@@ -338,7 +334,7 @@ def child_parallel_floor(wl_name: str, src: str) -> dict:
     ctx = multiprocessing.get_context("forkserver")
     with ctx.Pool(CORES) as pool:
         pool.map(_warm_codec, range(CORES))  # processes up, OpenCV loaded, before anything is timed
-        results = pool.map(_floor_part, [(wl_name, part) for part in parts])
+        results = pool.starmap(floor_times, [(wl_name, part) for part in parts])
     busiest = max(sum(r["dec"]) + sum(r["enc"]) for r in results)
     dec = [t for r in results for t in r["dec"]]
     enc = [t for r in results for t in r["enc"]]

@@ -71,6 +71,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
@@ -375,6 +376,15 @@ class Tally:
             with contextlib.suppress(Exception):
                 self.work_ms.append(float(r.json()["results"][0]["elapsed_ms"]))
 
+    async def post(self, conn: Conn, kind: str, body: dict, since: float) -> None:
+        """POST one request on ``conn`` and tally its answer; the latency counts from ``since``."""
+        try:
+            r = await conn.post("/process", body)
+        except TransportError as exc:
+            self.failed(kind, exc)
+            return
+        self.add(kind, r, (time.perf_counter() - since) * 1000)
+
     def failed(self, kind: str, exc: BaseException) -> None:
         self.requests += 1
         self.kinds[kind] += 1
@@ -439,9 +449,8 @@ class Conn:
     IDLE_REUSE = 3.0
 
     def __init__(self, url: str, timeout: float):
-        rest = url.split("://", 1)[1].rstrip("/")
-        host, _, port = rest.partition(":")
-        self.host, self.port, self.timeout = host, int(port or 80), timeout
+        u = urlsplit(url)
+        self.host, self.port, self.timeout = u.hostname, u.port or 80, timeout
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.last_used = 0.0
@@ -505,7 +514,7 @@ def event_loop_runner():
 run_loop = event_loop_runner()
 
 
-async def closed_loop(url: str, mix: Mix, clients: int, duration: float, timeout: float, tag: str) -> Tally:
+async def closed_loop(url: str, mix: Mix, clients: int, duration: float, timeout: float) -> Tally:
     """``clients`` clients, each with one keep-alive connection, each sending its next request when
     the last is answered."""
     tally = Tally()
@@ -516,14 +525,8 @@ async def closed_loop(url: str, mix: Mix, clients: int, duration: float, timeout
         async def client(k: int) -> None:
             conn = conns[k]
             while time.perf_counter() < end:
-                kind, body = mix.next(f"{tag}{k}")
-                t = time.perf_counter()
-                try:
-                    r = await conn.post("/process", body)
-                except TransportError as exc:
-                    tally.failed(kind, exc)
-                    continue
-                tally.add(kind, r, (time.perf_counter() - t) * 1000)
+                kind, body = mix.next(f"c{k}")
+                await tally.post(conn, kind, body, time.perf_counter())
 
         c0, t0 = time.process_time(), time.perf_counter()
         await asyncio.gather(*(client(k) for k in range(clients)))
@@ -550,13 +553,9 @@ async def open_loop(url: str, mix: Mix, rate: float, duration: float, timeout: f
     try:
         async def one(kind: str, body: dict, due: float, slot: int) -> None:
             try:
-                r = await conns[slot].post("/process", body)
-            except TransportError as exc:
-                tally.failed(kind, exc)
-                return
+                await tally.post(conns[slot], kind, body, due)
             finally:
                 free.append(slot)
-            tally.add(kind, r, (time.perf_counter() - due) * 1000)
 
         c0 = time.process_time()
         t0 = time.perf_counter()
@@ -600,13 +599,7 @@ async def sequential(url: str, mix: Mix, count: int, timeout: float) -> Tally:
         t0 = time.perf_counter()
         for _ in range(count):
             kind, body = mix.next("seq")
-            t = time.perf_counter()
-            try:
-                r = await conn.post("/process", body)
-            except TransportError as exc:
-                tally.failed(kind, exc)
-                continue
-            tally.add(kind, r, (time.perf_counter() - t) * 1000)
+            await tally.post(conn, kind, body, time.perf_counter())
         tally.wall = time.perf_counter() - t0
     finally:
         await conn.close()
@@ -695,7 +688,7 @@ def growth(before: TreeState | None, after: TreeState | None, attr: str) -> str:
     if before is None or after is None:
         return "n/a (server not on this machine)"
     b, a = getattr(before, attr), getattr(after, attr)
-    pct_ = (a - b) * 100.0 / b if b else float("nan")
+    pct_ = growth_pct(before, after, attr)
     if attr == "rss":
         return f"{b / 2 ** 20:.1f} MB -> {a / 2 ** 20:.1f} MB ({pct_:+.1f} %)"
     return f"{b} -> {a} ({pct_:+.1f} %)"
@@ -756,8 +749,6 @@ def main(argv: list[str] | None = None) -> int:
     if a.rate:
         factors = [0.0]  # one run at --rate
     if a.url:
-        from urllib.parse import urlsplit
-
         host = urlsplit(a.url).hostname
         if host not in ("127.0.0.1", "localhost", "::1"):
             ap.error("--url must be a loopback address (127.0.0.1, localhost, ::1)")
@@ -791,8 +782,6 @@ def main(argv: list[str] | None = None) -> int:
 
         def server(env_extra: dict[str, str]) -> tuple[str, int | None, str]:
             if a.url:
-                from urllib.parse import urlsplit
-
                 port = urlsplit(a.url).port or 80
                 return a.url.rstrip("/"), pid_listening_on(port), "the server at " + a.url
             s = Server(root, env_extra, a.workers, a.server_script)
@@ -822,13 +811,13 @@ def main(argv: list[str] | None = None) -> int:
         seq = run_loop(sequential(url, mix, 200, a.timeout))
         print(f"  p50 {ms(pct(seq.good_ms, 50))} ms, {seq.requests / seq.wall:.0f} requests/s", flush=True)
         print(f"phase 1: warm-up {warmup:.0f} s at {a.clients} clients", flush=True)
-        warm = run_loop(closed_loop(url, mix, a.clients, warmup, a.timeout, "c"))
+        warm = run_loop(closed_loop(url, mix, a.clients, warmup, a.timeout))
         time.sleep(1.0)
         before = tree_state(pid)
         print(f"phase 1: {a.clients} clients for {duration:.0f} s, {a.bad:.0%} bad", flush=True)
         c0, m0 = cpu_split(pid), proc_stat()
         with PeakSampler(pid) as peak1:
-            p1 = run_loop(closed_loop(url, mix, a.clients, duration, a.timeout, "c"))
+            p1 = run_loop(closed_loop(url, mix, a.clients, duration, a.timeout))
         c1, m1 = cpu_split(pid), proc_stat()
         c0_p1, c1_p1 = c0, c1
         time.sleep(1.0)

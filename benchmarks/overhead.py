@@ -34,7 +34,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(1, PROJECT)
 
 from bench import CORES, Server, TreeSampler, loadavg, machine_line, publish, table  # noqa: E402
-from load import Conn, run_loop  # noqa: E402
+from load import Conn, pct, run_loop  # noqa: E402
 
 OPS = ["crop=bottom:8", "redact=0,-8,16,8", "quality=75"]  # the seed pipeline, scaled to 64x64
 
@@ -105,10 +105,6 @@ async def load(url: str, requests: int, concurrency: int) -> tuple[list[float], 
         for conn in conns:
             await conn.close()
     return latencies, wall, cpu
-
-
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
 
 
 def main(argv: list[str] | None = None) -> int:
