@@ -504,6 +504,7 @@ def test_metrics_live_values_and_jobs_by_status(server_factory, outdir):
         job = c.wait(c.submit_job(source={"dir": "testimages", "pattern": "*.jpg"}, output_dir=f"{outdir}/job",
                                   operations=["grayscale"]), timeout=REQUEST_TIMEOUT)
     n = len(list(s.path("testimages").glob("*.jpg")))
+    assert n > 0, "no test image found: the counts below would compare zeros"
     assert job["status"] == "succeeded" and job["succeeded"] == n
     after = metrics(s)
     assert sample(after, "imgsrv_jobs", status="succeeded") == 1

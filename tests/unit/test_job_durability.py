@@ -53,8 +53,8 @@ def test_outputs_are_synced_once_per_batch_before_they_are_recorded(engine, monk
     out = os.path.join(str(engine.settings.data_root), "out")
     saves = [i for i, (kind, _) in enumerate(events) if kind == "save"]
     assert sum(events[i][1] for i in saves) == 5
-    for i in saves:  # every recorded batch was synced first, with the folder its outputs are in
-        assert events[i - 1] == ("sync", [out]), events
+    assert [kind for kind, _ in events] == ["sync", "save"] * len(saves), events  # one sync per batch, first
+    assert all(arg == [out] for kind, arg in events if kind == "sync"), events
     assert sorted(os.listdir(out)) == [f"img{i}.jpg" for i in range(5)]
 
 
@@ -94,7 +94,7 @@ def test_a_failed_save_stops_the_job_and_its_batch_is_recorded_by_the_last_try(e
     assert {r.status for r in rows} == {"ok"}
 
 
-def test_process_requests_flush_each_file_before_its_rename(engine, monkeypatch):
+def test_process_requests_flush_each_output_file(engine, monkeypatch):
     """/process answers 'ok' per image: its tasks fdatasync every output, unlike jobs."""
     from app.planning import build_pipeline, plan_images
 

@@ -16,15 +16,20 @@ PATHS = frozenset({"/process", "/items/", "/render", "/compare"})
 class Engine:
     def __init__(self, full: bool):
         self.full = full
+        self.asked: list[int] = []
 
     def refusal(self, count: int = 1):
+        self.asked.append(count)
         return QueueFull("8 images are in the queue; at most 8 may wait for a worker", retry_after=3) \
             if self.full else None
 
 
-def call(method: str, path: str, full: bool, root_path: str = "") -> tuple[int, dict, bytes, bool]:
-    """Send one request through ShedLoad; (status, headers, body, whether the app behind ran)."""
+def call(method: str, path: str, full: bool, root_path: str = "", asked: list | None = None
+         ) -> tuple[int, dict, bytes, bool]:
+    """Send one request through ShedLoad; (status, headers, body, whether the app behind ran).
+    ``asked`` receives the image counts ShedLoad asked the engine about."""
     reached = []
+    engine = Engine(full)
 
     async def app(scope, receive, send):
         reached.append(scope["path"])
@@ -40,8 +45,10 @@ def call(method: str, path: str, full: bool, root_path: str = "") -> tuple[int, 
         sent.append(message)
 
     scope = {"type": "http", "method": method, "path": root_path + path, "root_path": root_path,
-             "headers": [], "query_string": b"", "app": SimpleNamespace(state=SimpleNamespace(engine=Engine(full)))}
+             "headers": [], "query_string": b"", "app": SimpleNamespace(state=SimpleNamespace(engine=engine))}
     asyncio.run(ShedLoad(app, paths=PATHS)(scope, receive if full else None, send))
+    if asked is not None:
+        asked.extend(engine.asked)
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, body, bool(reached)
@@ -49,8 +56,10 @@ def call(method: str, path: str, full: bool, root_path: str = "") -> tuple[int, 
 
 @pytest.mark.parametrize("path", sorted(PATHS))
 def test_a_full_queue_is_refused_before_the_body_with_retry_after(path):
-    status, headers, body, ran = call("POST", path, full=True)
+    asked: list[int] = []
+    status, headers, body, ran = call("POST", path, full=True, asked=asked)
     assert (status, ran) == (429, False)
+    assert asked == [1], "the body is unread: ShedLoad can only ask whether one more image fits"
     assert headers["retry-after"] == "3"
     assert json.loads(body) == {"detail": "8 images are in the queue; at most 8 may wait for a worker",
                                 "code": "queue_full"}
