@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     state_dir: Path | None = Field(None, description="job database folder; default DATA_ROOT/.imgsrv")
     task_timeout: float | None = Field(300.0, gt=0, description="seconds one image may take before its worker is replaced")
     log_level: str = "info"
+    jpeg_planes: bool = Field(True, description="JPEG-to-JPEG crops and fill redactions run on the YCbCr planes "
+                                                "when libturbojpeg is installed (imaging.planar)")
     # uvicorn's protection against slow or too many clients
     limit_concurrency: int | None = Field(None, ge=1, description="connections at once; more get 503 at once")
     timeout_keep_alive: float = Field(5.0, gt=0, description="seconds an idle keep-alive connection is kept")

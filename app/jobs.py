@@ -218,7 +218,7 @@ class JobRunner:
                 continue
             reals = output_names(out_real, shape)
             # no fdatasync per file: _save makes each batch durable with one syncfs before recording it
-            task = Task(in_real, tuple(reals), pipeline, s.max_pixels, sync=False)
+            task = Task(in_real, tuple(reals), pipeline, s.max_pixels, sync=False, planes=s.jpeg_planes)
             if skip_existing:
                 found = self.store.expected(task.outputs, digest)
                 if found is not None:

@@ -12,10 +12,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import ImageError
+from .imaging import planar
+from .imaging.geometry import Box
 from .operations import Context, Item, Operation
 from .operations.encode import Encode
 from .operations.filters import Grayscale, Threshold
-from .operations.geometry import Resize
+from .operations.geometry import Crop, Resize
+from .operations.redact import Redact
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,46 @@ class Pipeline:
         return DecodePlan(1, False, ops)
 
 
+    def plan_planes(self, width: int, height: int) -> tuple["PlaneStep", ...] | None:
+        """The steps of this pipeline on the YCbCr planes of a ``width`` x ``height`` 4:2:0 JPEG
+        (see imaging.planar), or None when it needs the usual decode: an operation other than
+        crop and fill redaction, a box off the chroma grid, or an optimized or progressive output.
+        """
+        steps: list[PlaneStep] = []
+        for op in self.operations:
+            if isinstance(op, Encode):
+                if op.optimize or op.progressive:
+                    return None
+                continue
+            if isinstance(op, Crop):
+                try:
+                    box: Box | None = op.box_for(width, height)
+                except ImageError:
+                    return None  # the usual path reports it
+            elif isinstance(op, Redact) and op.mode == "fill":
+                box = op.box_for(width, height)
+                if box is None:
+                    continue
+            else:
+                return None
+            assert box is not None
+            if not planar.aligned(box, width, height):
+                return None
+            steps.append(PlaneStep(op.op, box, op.color if isinstance(op, Redact) else None))
+            if isinstance(op, Crop):
+                width, height = box[2], box[3]
+        return tuple(steps)
+
+
+@dataclass(frozen=True)
+class PlaneStep:
+    """A crop (``color`` None) or a fill of ``box`` on the planes."""
+
+    op: str
+    box: Box
+    color: tuple[int, int, int] | None = None
+
+
 @dataclass(frozen=True)
 class DecodePlan:
     """How a JPEG is decoded for a pipeline (see Pipeline.plan_decode)."""
@@ -102,3 +146,23 @@ def run(image: np.ndarray, operations: Sequence[Operation], ctx: Context,
         if timings is not None:
             timings.add(op.op, time.perf_counter() - start)  # type: ignore[attr-defined]
     return items
+
+
+def run_planes(data: bytes, steps: Sequence[PlaneStep], timings: Timings | None = None) -> planar.Planes | None:
+    """Decode a JPEG to its planes and apply ``steps`` (from Pipeline.plan_planes); None when
+    the JPEG cannot be decoded that way (then the usual path runs)."""
+    start = time.perf_counter()
+    planes = planar.decode(data)
+    if planes is None:
+        return None
+    if timings is not None:
+        timings.add("decode", time.perf_counter() - start)
+    for step in steps:
+        start = time.perf_counter()
+        if step.color is None:
+            planes = planar.crop(planes, step.box)
+        else:
+            planar.fill(planes, step.box, step.color)
+        if timings is not None:
+            timings.add(step.op, time.perf_counter() - start)
+    return planes

@@ -44,7 +44,7 @@ def check_output_format(output: str, field: str) -> str:
 
 
 def plan_images(pairs: Sequence[tuple[str, str]], pipeline: Pipeline, root: str, max_pixels: int,
-                field: str = "images") -> list[PlannedImage]:
+                field: str = "images", planes: bool = True) -> list[PlannedImage]:
     """Resolve every path; refuse the request (InvalidRequest / PathOutsideRoot) on the first problem."""
     shape = pipeline.fanout_shape
     planned: list[PlannedImage] = []
@@ -64,7 +64,8 @@ def plan_images(pairs: Sequence[tuple[str, str]], pipeline: Pipeline, root: str,
                                      f"{field}[{i}].output")
             writers[real] = i
         inputs.setdefault(in_real, i)
-        planned.append(PlannedImage(i, inp, out, names, Task(in_real, tuple(reals), pipeline, max_pixels)))
+        planned.append(PlannedImage(i, inp, out, names, Task(in_real, tuple(reals), pipeline, max_pixels,
+                                                                       planes=planes)))
     for real, i in writers.items():
         if real in inputs:
             raise InvalidRequest(f"{field}[{i}] would overwrite the input of {field}[{inputs[real]}]",

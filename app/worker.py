@@ -14,9 +14,10 @@ from . import imaging  # noqa: F401  (sets OpenCV's decoder limit before cv2 is 
 import cv2  # noqa: E402
 
 from .errors import ImageError, InvalidOperation, WriteError  # noqa: E402
-from .imaging import codec  # noqa: E402
+from .imaging import codec, planar  # noqa: E402
+from .imaging.codec import Header  # noqa: E402
 from .operations import Context  # noqa: E402
-from .pipeline import Pipeline, Timings, run  # noqa: E402
+from .pipeline import Pipeline, Timings, run, run_planes  # noqa: E402
 from .storage import atomic_write, read_input, write_all  # noqa: E402
 
 
@@ -36,6 +37,7 @@ class Task:
     max_pixels: int
     expected: Expected | None = None  # set when skip_existing may apply
     sync: bool = True  # flush each output to disk before its rename (jobs flush whole batches instead)
+    planes: bool = True  # JPEG to JPEG crops and fills may run on the YCbCr planes (imaging.planar)
 
     def run(self) -> "Report":
         return run_task(self)
@@ -158,42 +160,20 @@ def run_task(task: Task) -> Report:
             return Report("skipped", input_bytes, list(task.expected.outputs), elapsed_ms=_ms(start),  # type: ignore[union-attr]
                           input_hash=digest)
 
-        t = time.perf_counter()
         header = codec.probe(data, task.max_pixels)
-        w, h = (header.height, header.width) if header.orientation >= 5 else (header.width, header.height)
-        plan = task.pipeline.plan_decode(w, h)
-        image = codec.decode(data, header, plan.reduce, plan.gray)
-        del data
-        timings.add("decode", time.perf_counter() - t)
-
-        try:
-            items = run(image, plan.operations, Context(task.max_pixels, inplace=True), timings)
-        except ImageError:
-            raise
-        except cv2.error as exc:
-            raise InvalidOperation(f"OpenCV refused the operation: {exc.err or exc}") from None
-        if len(items) != len(task.outputs):  # pragma: no cover - the plan and the pipeline agree by construction
-            raise InvalidOperation(f"the pipeline made {len(items)} images for {len(task.outputs)} outputs")
-
-        t = time.perf_counter()
-        enc = task.pipeline.encode
         fmt = codec.FORMATS[os.path.splitext(task.outputs[0])[1].lower()]
-        exif = header.exif if task.pipeline.metadata == "keep" else None
-        blobs = [codec.encode(item.image, fmt, enc.quality, enc.optimize, enc.progressive, enc.compression, exif)
-                 for item in items]
-        timings.add("encode", time.perf_counter() - t)
+        rendered = render(data, header, task.pipeline, fmt, task.max_pixels, task.planes, timings)
+        del data
+        if len(rendered) != len(task.outputs):  # pragma: no cover - the plan and the pipeline agree by construction
+            raise InvalidOperation(f"the pipeline made {len(rendered)} images for {len(task.outputs)} outputs")
 
         t = time.perf_counter()
         for path in task.outputs:
             if os.path.exists(path) and os.path.samefile(path, task.input):
                 raise WriteError("the output is the input file itself (a link to it)")
-        write_all(list(zip(task.outputs, blobs)), sync=task.sync)
-        outputs = []
-        for path, item, blob in zip(task.outputs, items, blobs):
-            faces = None if item.faces is None else [
-                {"x": x, "y": y, "width": bw, "height": bh} for (x, y, bw, bh) in item.faces]
-            ih, iw = item.image.shape[:2]
-            outputs.append(Output(path, iw, ih, len(blob), faces, os.stat(path).st_mtime_ns))
+        write_all([(path, r.blob) for path, r in zip(task.outputs, rendered)], sync=task.sync)
+        outputs = [Output(path, r.width, r.height, len(r.blob), r.faces, os.stat(path).st_mtime_ns)
+                   for path, r in zip(task.outputs, rendered)]
         timings.add("write", time.perf_counter() - t)
         return Report("ok", input_bytes, outputs, elapsed_ms=_ms(start), timings=timings.ms, input_hash=digest)
     except ImageError as exc:
@@ -202,6 +182,63 @@ def run_task(task: Task) -> Report:
     except MemoryError:
         return Report.failure("too_large", "not enough memory for this image", input_bytes=input_bytes,
                               elapsed_ms=_ms(start), input_hash=digest)
+
+
+@dataclass
+class Rendered:
+    """One encoded output of a pipeline, in memory."""
+
+    suffix: tuple[int, ...]  # tile indices of the splits that made it
+    blob: bytes
+    width: int
+    height: int
+    faces: list[dict] | None = None
+
+
+def render(data: bytes, header: Header, pipeline: Pipeline, fmt: str, max_pixels: int, planes: bool,
+           timings: Timings) -> list[Rendered]:
+    """Decode, run the pipeline and encode: the outputs of one input, in memory.
+
+    A JPEG-to-JPEG pipeline of crops and fills runs on the YCbCr planes when it can (``planes``
+    allows it; see imaging.planar); everything else decodes to pixels.
+    """
+    enc = pipeline.encode
+    exif = header.exif if pipeline.metadata == "keep" else None
+    if planes and fmt == "jpeg" and header.format == "jpeg" and not header.gray and header.orientation == 1:
+        steps = pipeline.plan_planes(header.width, header.height)
+        result = None if steps is None else run_planes(data, steps, timings)
+        if result is not None:
+            t = time.perf_counter()
+            try:
+                blob = planar.encode(result, enc.quality)
+            except Exception as exc:  # noqa: BLE001 - the encoder's own errors, named in the report
+                raise WriteError(f"could not encode JPEG: {exc}") from None
+            if exif:
+                blob = codec.insert_exif(blob, exif)
+            timings.add("encode", time.perf_counter() - t)
+            return [Rendered((), blob, result.width, result.height)]
+
+    t = time.perf_counter()
+    w, h = (header.height, header.width) if header.orientation >= 5 else (header.width, header.height)
+    plan = pipeline.plan_decode(w, h)
+    image = codec.decode(data, header, plan.reduce, plan.gray)
+    timings.add("decode", time.perf_counter() - t)
+    try:
+        items = run(image, plan.operations, Context(max_pixels, inplace=True), timings)
+    except ImageError:
+        raise
+    except cv2.error as exc:
+        raise InvalidOperation(f"OpenCV refused the operation: {exc.err or exc}") from None
+    del image
+    t = time.perf_counter()
+    out = []
+    for item in items:
+        blob = codec.encode(item.image, fmt, enc.quality, enc.optimize, enc.progressive, enc.compression, exif)
+        faces = None if item.faces is None else [
+            {"x": x, "y": y, "width": bw, "height": bh} for (x, y, bw, bh) in item.faces]
+        out.append(Rendered(item.suffix, blob, item.image.shape[1], item.image.shape[0], faces))
+    timings.add("encode", time.perf_counter() - t)
+    return out
 
 
 def _ms(start: float) -> float:
@@ -287,6 +324,7 @@ class RenderTask:
     pipeline: Pipeline
     format: str | None  # None: the input's own format (PNG when it cannot be written)
     max_pixels: int
+    planes: bool = True  # as Task.planes
 
     def failed(self, code: str, message: str) -> RenderReport:
         return RenderReport("error", error_code=code, error_message=message)
@@ -295,23 +333,9 @@ class RenderTask:
         timings = Timings()
         try:
             header = codec.probe(self.data, self.max_pixels)
-            w, h = (header.height, header.width) if header.orientation >= 5 else (header.width, header.height)
-            plan = self.pipeline.plan_decode(w, h)
-            image = codec.decode(self.data, header, plan.reduce, plan.gray)
-            try:
-                items = run(image, plan.operations, Context(self.max_pixels, inplace=True), timings)
-            except cv2.error as exc:
-                raise InvalidOperation(f"OpenCV refused the operation: {exc.err or exc}") from None
             fmt = self.format or (header.format if header.format in codec.EXTENSIONS else "png")
-            enc = self.pipeline.encode
-            exif = header.exif if self.pipeline.metadata == "keep" else None
-            outputs = []
-            for item in items:
-                blob = codec.encode(item.image, fmt, enc.quality, enc.optimize, enc.progressive, enc.compression,
-                                    exif)
-                faces = None if item.faces is None else [
-                    {"x": x, "y": y, "width": bw, "height": bh} for (x, y, bw, bh) in item.faces]
-                outputs.append((item.suffix, blob, item.image.shape[1], item.image.shape[0], faces))
+            rendered = render(self.data, header, self.pipeline, fmt, self.max_pixels, self.planes, timings)
+            outputs = [(r.suffix, r.blob, r.width, r.height, r.faces) for r in rendered]
             return RenderReport("ok", fmt, outputs, timings=timings.ms)
         except ImageError as exc:
             return RenderReport("error", error_code=exc.code, error_message=exc.message, timings=timings.ms)

@@ -24,9 +24,14 @@ drift; the table shows the best round (the spread of all rounds is in its own co
 is measured in every round too, so that it gets as many chances as the methods: on a shared
 machine the speed drifts by 10-15 % within minutes.
 
+The floor is the cost of decoding to pixels and encoding them. imgsrv runs JPEG-to-JPEG crops and
+fills (W1) on the JPEG's YCbCr planes instead, which skips the colour conversions the floor pays;
+for such a workload the notes also give that path's own codec cost, measured the same way.
+
 The levers section (full runs; --levers / --no-levers) times imgsrv's own choices: the CLI
-with the process and the thread executor, with glibc malloc tuned by environment, imgsrv's
-worker function (run_task) on a plain ThreadPool, and the per-stage times of run_task.
+with the process and the thread executor, with JPEG planes off, with glibc malloc tuned by
+environment, imgsrv's worker function (run_task) on a plain ThreadPool, and the per-stage times
+of run_task.
 """
 from __future__ import annotations
 
@@ -61,6 +66,7 @@ import dataset  # noqa: E402  (benchmarks/dataset.py)
 
 SIZE = (2048, 1536)
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+PLANES_OFF = {"IMGSRV_JPEG_PLANES": "false"}  # crops and fills of JPEGs decode to BGR (app/imaging/planar.py)
 MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(1024 ** 3)}
 
 
@@ -313,10 +319,33 @@ def child_floor(wl_name: str, src: str) -> dict:
         extra["w2"] = {"full_ms": statistics.mean(w2["full_ms"]), "reduced_ms": statistics.mean(w2["reduced_ms"]),
                        "all_same_size": all(w2["same_size"]), "psnr_min": min(w2["psnr"]),
                        "psnr_mean": statistics.mean(w2["psnr"]), "shape": w2["shape"]}
+    extra.update(planes_codec(pipe, files))
     per_image = statistics.mean(dec) + statistics.mean(encs)
     return {"elapsed": per_image * len(files) / CORES, "images": len(files), "in_bytes": ft["in_bytes"],
             "out_bytes": ft["out_bytes"], "decode_ms": statistics.mean(dec) * 1000,
             "encode_ms": statistics.mean(encs) * 1000, **extra}
+
+
+def planes_codec(pipe, files: list[str]) -> dict:
+    """For a workload imgsrv runs on the JPEG's YCbCr planes (app/imaging/planar.py): the best
+    decode to planes and the best encode from them per image, as the floor measures the codecs."""
+    from app.imaging import planar
+    from app.pipeline import run_planes
+
+    steps = pipe.plan_planes(*SIZE)
+    if steps is None or planar.unavailable() is not None:
+        return {}
+    dec, enc = [], []
+    for f in files:
+        with open(f, "rb") as fh:
+            data = fh.read()
+        t, planes = _best(lambda: planar.decode(data))
+        if planes is None:
+            return {}
+        dec.append(t)
+        planes = run_planes(data, steps)
+        enc.append(_best(lambda: planar.encode(planes, pipe.encode.quality))[0])
+    return {"planes_decode_ms": statistics.mean(dec) * 1000, "planes_encode_ms": statistics.mean(enc) * 1000}
 
 
 def _warm_codec(_i: int) -> None:
@@ -347,9 +376,11 @@ def _task(wl: Workload, src: str, dst: str, f: str):
     from app.storage import output_names
     from app.worker import Task
 
+    from app.config import Settings
+
     pipe = _pipeline(wl)
     out = _out_name(dst, f, wl.fmt)
-    return Task(f, tuple(output_names(out, pipe.fanout_shape)), pipe, 10 ** 9)
+    return Task(f, tuple(output_names(out, pipe.fanout_shape)), pipe, 10 ** 9, planes=Settings().jpeg_planes)
 
 
 def child_runtask(mode: str, wl_name: str, src: str, dst: str) -> dict:
@@ -849,6 +880,14 @@ def main(argv: list[str] | None = None) -> int:
                          f"{' (reduced 1/' + str(floor.extra['reduce']) + ')' if floor.extra['reduce'] > 1 else ''}"
                          f" + encode {floor.extra['encode_ms']:.1f} ms per image, single-threaded, "
                          f"/ {CORES} cores = {fmt_rate(floor.rate)} images/s.")
+            if "planes_decode_ms" in floor.extra:
+                pd, pe = floor.extra["planes_decode_ms"], floor.extra["planes_encode_ms"]
+                planes_rate = CORES * 1000 / (pd + pe)
+                notes.append(f"- {n} runs on the JPEG's YCbCr planes (no colour conversion; app/imaging/planar.py). "
+                             f"Its own codec work, measured as the floor is: decode to planes {pd:.1f} ms + encode "
+                             f"from planes {pe:.1f} ms per image / {CORES} cores = {fmt_rate(planes_rate)} images/s"
+                             + (f"; the CLI is at {100 * best['c'].rate / planes_rate:.0f} % of that"
+                                if "c" in best else "") + ".")
             if pfloor is not None:
                 notes.append(f"- {n} floor with {CORES} cores at once (f): decode {pfloor.extra['decode_ms']:.1f} ms + "
                              f"encode {pfloor.extra['encode_ms']:.1f} ms per image in each process = "
@@ -900,6 +939,7 @@ def run_levers(names: list[str], src: str, rounds: int, results: dict) -> str:
     """The CLI with each executor and with malloc tuned; run_task on a ThreadPool; per-stage times."""
     variants = [
         ("CLI process (default)", dict(executor="process")),
+        ("CLI process, JPEG planes off", dict(executor="process", env_extra=PLANES_OFF)),
         ("CLI thread", dict(executor="thread")),
         ("CLI process + malloc env", dict(executor="process", env_extra=MALLOC_TUNED)),
         ("CLI thread + malloc env", dict(executor="thread", env_extra=MALLOC_TUNED)),
@@ -946,7 +986,8 @@ def run_levers(names: list[str], src: str, rounds: int, results: dict) -> str:
                     shutil.rmtree(dst, ignore_errors=True)
             if r == 0:
                 for n in names:
-                    for env_label, env_extra in (("default malloc", {}), ("malloc env", MALLOC_TUNED)):
+                    for env_label, env_extra in (("default malloc", {}), ("malloc env", MALLOC_TUNED),
+                                                 ("JPEG planes off", PLANES_OFF)):
                         dst = fresh_dir(f"stages-{n}")
                         try:
                             stages[f"{n}, {env_label}"] = child_measure("stages", n, src, dst,

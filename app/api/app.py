@@ -13,12 +13,24 @@ from starlette.concurrency import run_in_threadpool
 from .. import __version__
 from ..config import Settings, get_settings
 from ..engine import Engine
+from ..imaging import planar
 from . import errors
 from ..jobs import JobManager
 from .middleware import RequestLog, ShedLoad
 from .routes import images, jobs, meta, process
 
 log = logging.getLogger("imgsrv")
+
+
+def log_jpeg_planes(s: Settings) -> None:
+    """Say whether JPEG-to-JPEG crops and fills can skip the colour conversions (imaging.planar)."""
+    if not s.jpeg_planes:
+        log.info("JPEG planes: off (IMGSRV_JPEG_PLANES=false)")
+    elif (problem := planar.unavailable()) is None:
+        log.info("JPEG planes: on (libturbojpeg)")
+    else:
+        log.warning("JPEG planes: off, %s; JPEG crops and redactions decode to BGR (install libturbojpeg, "
+                    "see the README)", problem)
 
 DESCRIPTION = """Image processing on a pool of workers: resize, split, blur, grayscale, threshold, crop,
 redact, rotate, flip, face detection and anonymisation, and JPEG/PNG/WebP encoding.
@@ -41,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.jobs.resume_all()
         log.info("imgsrv %s: data root %s, %s executor with %d workers", __version__, s.data_root,
                  s.executor, engine.executor.workers)
+        log_jpeg_planes(s)
         try:
             yield
         finally:

@@ -162,6 +162,10 @@ class Crop(Operation):
     def box_in(self, image: np.ndarray) -> g.Box:
         """The box to keep, clipped to the image (InvalidOperation when nothing is left)."""
         h, w = image.shape[:2]
+        return self.box_for(w, h)
+
+    def box_for(self, w: int, h: int) -> g.Box:
+        """The box to keep in a ``w`` x ``h`` image (see box_in)."""
         if self.width is not None:
             box = g.resolve_box(w, h, self.x or 0, self.y or 0, self.width, self.height or 0)
             if box is None:

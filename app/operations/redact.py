@@ -35,9 +35,13 @@ class Redact(Operation):
         x, y, w, h = ints(text, 4, "X,Y,W,H")
         return {"x": x, "y": y, "width": w, "height": h}
 
+    def box_for(self, w: int, h: int) -> g.Box | None:
+        """The box to hide in a ``w`` x ``h`` image, clipped; None when it lies wholly outside."""
+        return g.resolve_box(w, h, self.x, self.y, self.width, self.height)
+
     def transform(self, image, ctx: Context):
         h, w = image.shape[:2]
-        box = g.resolve_box(w, h, self.x, self.y, self.width, self.height)
+        box = self.box_for(w, h)
         if box is None:
             return image
         # When the pipeline owns the array, the box is hidden in place, not in a copy of the whole image.

@@ -101,7 +101,7 @@ async def render(request: Request, engine: EngineDep) -> Response:
             raise InvalidRequest("format must be jpeg, png or webp", "format")
     pipeline = build_pipeline(ops, "keep", s.max_pixels)
     upload = parts["file"][0]
-    task = RenderTask(bytes(upload.data), pipeline, fmt, s.max_pixels)
+    task = RenderTask(bytes(upload.data), pipeline, fmt, s.max_pixels, s.jpeg_planes)
     upload.data = bytearray()
     rep = await engine.run_one(task, pipeline)
     if rep.status != "ok":

@@ -54,7 +54,8 @@ def plan_request(body: ProcessRequest, engine: Engine) -> list[PlannedImage]:
     is checked before, by the caller)."""
     s = engine.settings
     pipeline = build_pipeline(body.operations, body.options.metadata, s.max_pixels)
-    return plan_images([(im.input, im.output) for im in body.images], pipeline, str(s.data_root), s.max_pixels)
+    return plan_images([(im.input, im.output) for im in body.images], pipeline, str(s.data_root), s.max_pixels,
+                       planes=s.jpeg_planes)
 
 
 def prepare(body: ProcessRequest, engine: Engine) -> list[PlannedImage]:

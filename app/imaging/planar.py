@@ -1,0 +1,212 @@
+"""JPEG to JPEG without leaving YCbCr: crop and fill a JPEG's own Y, Cb and Cr planes.
+
+A camera JPEG keeps luminance (Y) at full size and the two chroma planes (Cb, Cr) at half the
+width and half the height (4:2:0 subsampling). The usual path decodes to BGR, which upsamples
+the chroma and converts every pixel, and the encoder converts every pixel back and downsamples
+the chroma again. For a pipeline that only crops, blacks out boxes and re-encodes, that round
+trip is about a fifth of the codec's time (W1 of benchmarks/bench.py: decode + encode 24.5 ms
+per image through BGR, 19.3 ms on the planes), and BGR takes twice the memory of the planes.
+Here the decoder hands over the planes as stored, the boxes are cut and filled in them, and the
+encoder takes them as they are. Outputs have the same size and subsampling as the usual path's.
+Their pixels differ a little, because the usual path's chroma is upsampled and downsampled
+again (which smooths it) and here it stays as stored: against the source, the planes lose no
+more than the usual path (tests/unit/test_planes.py).
+
+When it applies (``Pipeline.plan_planes`` and ``run_planes``):
+- the input is a YCbCr JPEG with 4:2:0 subsampling and EXIF orientation 1;
+- every operation is a crop or a ``fill`` redaction whose box starts on even coordinates and
+  ends on even coordinates or at the image's edge: a chroma sample covers 2x2 pixels, so such
+  a box holds whole chroma samples;
+- the output is a JPEG, not ``optimize``d or ``progressive``.
+
+Decoding to planes needs libturbojpeg 2.0 or later, the TurboJPEG library of libjpeg-turbo
+(Debian and Ubuntu: ``libturbojpeg0``; conda-forge: ``libjpeg-turbo``; Homebrew: ``jpeg-turbo``),
+called here through ctypes; the planes are encoded by simplejpeg, whose wheel carries its own
+libjpeg-turbo. (PyTurboJPEG turns the decoder's warnings into Python warnings and returns what it
+decoded; imgsrv needs the decode to fail instead, in every thread.) Without the library, for any
+other input or pipeline, and for any data the decoder warns about (corrupt or truncated), the
+image takes the usual path, which reports errors as always.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .geometry import Box
+
+_TJSAMP_420 = 2
+_TJCS_YCBCR = 1
+_TJFLAG_STOPONWARNING = 8192  # fail on the first warning instead of returning what was decoded
+
+
+class _TurboJPEG:
+    """The few TurboJPEG functions the planes need; one decompressor per thread."""
+
+    def __init__(self, lib: ctypes.CDLL):
+        c_int_p = ctypes.POINTER(ctypes.c_int)
+        self.init = lib.tjInitDecompress
+        self.init.restype, self.init.argtypes = ctypes.c_void_p, []
+        self.header = lib.tjDecompressHeader3
+        self.header.restype = ctypes.c_int
+        self.header.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ulong, c_int_p, c_int_p, c_int_p, c_int_p]
+        self.to_planes = lib.tjDecompressToYUVPlanes
+        self.to_planes.restype = ctypes.c_int
+        self.to_planes.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ulong,
+                                   ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, c_int_p, ctypes.c_int, ctypes.c_int]
+        for name in ("tjPlaneWidth", "tjPlaneHeight"):
+            getattr(lib, name).restype = ctypes.c_int
+            getattr(lib, name).argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        self.plane_width, self.plane_height = lib.tjPlaneWidth, lib.tjPlaneHeight
+        lib.tjGetErrorCode.restype = ctypes.c_int  # 2.0 and later: the stop-on-warning flag exists
+        self.local = threading.local()
+
+    def handle(self) -> int:
+        h = getattr(self.local, "handle", None)
+        if h is None:
+            h = self.init()
+            if not h:
+                raise MemoryError("tjInitDecompress failed")
+            self.local.handle = h  # kept for the thread's life: a few kB
+        return h
+
+    def decode(self, data: bytes) -> "Planes | None":
+        h = self.handle()
+        w, ht, sub, cs = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+        if self.header(h, data, len(data), ctypes.byref(w), ctypes.byref(ht), ctypes.byref(sub), ctypes.byref(cs)):
+            return None
+        if sub.value != _TJSAMP_420 or cs.value != _TJCS_YCBCR:
+            return None
+        width, height = w.value, ht.value
+        # libturbojpeg pads the luminance plane to whole chroma samples (even sizes)
+        planes = [np.empty((self.plane_height(i, height, _TJSAMP_420), self.plane_width(i, width, _TJSAMP_420)),
+                           np.uint8) for i in range(3)]
+        pointers = (ctypes.c_void_p * 3)(*(p.ctypes.data for p in planes))
+        strides = (ctypes.c_int * 3)(*(p.shape[1] for p in planes))
+        if self.to_planes(h, data, len(data), pointers, width, strides, height, _TJFLAG_STOPONWARNING):
+            return None
+        return Planes(planes[0][:height, :width], planes[1], planes[2])
+
+
+_lock = threading.Lock()
+_decoder: _TurboJPEG | None = None
+_problem: str | None = None
+
+
+_NAMES = ("libturbojpeg.so.0", "libturbojpeg.0.dylib", "libturbojpeg.dylib")
+
+
+def _library_paths():
+    # A conda environment keeps its libraries under sys.prefix, where the loader does not look.
+    yield from (p for p in (os.path.join(sys.prefix, "lib", n) for n in _NAMES) if os.path.exists(p))
+    yield from _NAMES  # the loader's own search
+    found = ctypes.util.find_library("turbojpeg")  # slower (runs ldconfig): last
+    if found:
+        yield found
+
+
+def _load() -> tuple[_TurboJPEG | None, str | None]:
+    try:
+        import simplejpeg  # noqa: F401  (the encoder of the planes)
+    except ImportError:
+        return None, "simplejpeg is not installed"
+    problem = "libturbojpeg is not installed"
+    for path in _library_paths():
+        try:
+            return _TurboJPEG(ctypes.CDLL(path)), None
+        except OSError:
+            continue
+        except AttributeError as exc:  # a library older than 2.0
+            problem = f"{path} is too old ({exc})"
+    return None, problem
+
+
+def decoder() -> _TurboJPEG | None:
+    """The TurboJPEG decoder of this process, loaded on first use; None when unavailable."""
+    global _decoder, _problem
+    if _decoder is None and _problem is None:
+        with _lock:
+            if _decoder is None and _problem is None:
+                _decoder, _problem = _load()
+    return _decoder
+
+
+def unavailable() -> str | None:
+    """Why JPEGs cannot be worked on as planes in this process; None when they can."""
+    decoder()
+    return _problem
+
+
+@dataclass
+class Planes:
+    """A 4:2:0 image as stored in a JPEG: ``y`` is h x w, ``cb`` and ``cr`` are ceil(h/2) x ceil(w/2)."""
+
+    y: np.ndarray
+    cb: np.ndarray
+    cr: np.ndarray
+
+    @property
+    def width(self) -> int:
+        return self.y.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.y.shape[0]
+
+
+def aligned(box: Box, width: int, height: int) -> bool:
+    """Whether ``box`` in a ``width`` x ``height`` image holds whole chroma samples."""
+    x, y, w, h = box
+    return (x % 2 == 0 and y % 2 == 0 and ((x + w) % 2 == 0 or x + w == width)
+            and ((y + h) % 2 == 0 or y + h == height))
+
+
+def decode(data: bytes) -> Planes | None:
+    """The planes of a 4:2:0 YCbCr JPEG; None for any other JPEG, for data the decoder warns
+    about, or without libturbojpeg."""
+    tj = decoder()
+    return None if tj is None else tj.decode(data)
+
+
+def _chroma(box: Box) -> tuple[slice, slice]:
+    x, y, w, h = box
+    return slice(y // 2, (y + h + 1) // 2), slice(x // 2, (x + w + 1) // 2)
+
+
+def crop(p: Planes, box: Box) -> Planes:
+    """The part of the planes inside an aligned ``box``: views, no copy."""
+    x, y, w, h = box
+    rows, cols = _chroma(box)
+    return Planes(p.y[y:y + h, x:x + w], p.cb[rows, cols], p.cr[rows, cols])
+
+
+def ycbcr(bgr: Sequence[int]) -> tuple[int, int, int]:
+    """A ``[b, g, r]`` colour in JPEG's YCbCr (JFIF, full range)."""
+    b, g, r = bgr
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = 128 - 0.168736 * r - 0.331264 * g + 0.5 * b
+    cr = 128 + 0.5 * r - 0.418688 * g - 0.081312 * b
+    return tuple(min(255, max(0, int(round(v)))) for v in (y, cb, cr))  # type: ignore[return-value]
+
+
+def fill(p: Planes, box: Box, bgr: Sequence[int]) -> None:
+    """Fill an aligned ``box`` with a colour, in place."""
+    x, y, w, h = box
+    rows, cols = _chroma(box)
+    vy, vcb, vcr = ycbcr(bgr)
+    p.y[y:y + h, x:x + w] = vy
+    p.cb[rows, cols] = vcb
+    p.cr[rows, cols] = vcr
+
+
+def encode(p: Planes, quality: int) -> bytes:
+    """A baseline JPEG of the planes (4:2:0, as they are)."""
+    import simplejpeg
+
+    return simplejpeg.encode_jpeg_yuv_planes(p.y, p.cb, p.cr, quality=quality)
