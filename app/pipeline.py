@@ -153,10 +153,10 @@ def run_planes(data: bytes, steps: Sequence[PlaneStep], timings: Timings | None 
     the JPEG cannot be decoded that way (then the usual path runs)."""
     start = time.perf_counter()
     planes = planar.decode(data)
+    if timings is not None:  # a decode that gave up counts too: the usual path's decode adds to it
+        timings.add("decode", time.perf_counter() - start)
     if planes is None:
         return None
-    if timings is not None:
-        timings.add("decode", time.perf_counter() - start)
     for step in steps:
         start = time.perf_counter()
         if step.color is None:

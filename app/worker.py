@@ -162,8 +162,9 @@ def run_task(task: Task) -> Report:
 
         header = codec.probe(data, task.max_pixels)
         fmt = codec.FORMATS[os.path.splitext(task.outputs[0])[1].lower()]
-        rendered = render(data, header, task.pipeline, fmt, task.max_pixels, task.planes, timings)
+        source = Source(data)
         del data
+        rendered = render(source, header, task.pipeline, fmt, task.max_pixels, task.planes, timings)
         if len(rendered) != len(task.outputs):  # pragma: no cover - the plan and the pipeline agree by construction
             raise InvalidOperation(f"the pipeline made {len(rendered)} images for {len(task.outputs)} outputs")
 
@@ -195,7 +196,21 @@ class Rendered:
     faces: list[dict] | None = None
 
 
-def render(data: bytes, header: Header, pipeline: Pipeline, fmt: str, max_pixels: int, planes: bool,
+class Source:
+    """An input's bytes, which ``render`` lets go of once they are decoded, so that the
+    pipeline's peak memory is the pixels' alone."""
+
+    def __init__(self, data: bytes):
+        self.data: bytes | None = data
+
+    def take(self) -> bytes:
+        data, self.data = self.data, None
+        if data is None:  # pragma: no cover - render takes the bytes once
+            raise RuntimeError("the input's bytes were already taken")
+        return data
+
+
+def render(source: Source, header: Header, pipeline: Pipeline, fmt: str, max_pixels: int, planes: bool,
            timings: Timings) -> list[Rendered]:
     """Decode, run the pipeline and encode: the outputs of one input, in memory.
 
@@ -206,8 +221,9 @@ def render(data: bytes, header: Header, pipeline: Pipeline, fmt: str, max_pixels
     exif = header.exif if pipeline.metadata == "keep" else None
     if planes and fmt == "jpeg" and header.format == "jpeg" and not header.gray and header.orientation == 1:
         steps = pipeline.plan_planes(header.width, header.height)
-        result = None if steps is None else run_planes(data, steps, timings)
+        result = None if steps is None else run_planes(source.data, steps, timings)  # type: ignore[arg-type]
         if result is not None:
+            source.take()
             t = time.perf_counter()
             try:
                 blob = planar.encode(result, enc.quality)
@@ -221,7 +237,7 @@ def render(data: bytes, header: Header, pipeline: Pipeline, fmt: str, max_pixels
     t = time.perf_counter()
     w, h = (header.height, header.width) if header.orientation >= 5 else (header.width, header.height)
     plan = pipeline.plan_decode(w, h)
-    image = codec.decode(data, header, plan.reduce, plan.gray)
+    image = codec.decode(source.take(), header, plan.reduce, plan.gray)
     timings.add("decode", time.perf_counter() - t)
     try:
         items = run(image, plan.operations, Context(max_pixels, inplace=True), timings)
@@ -334,7 +350,7 @@ class RenderTask:
         try:
             header = codec.probe(self.data, self.max_pixels)
             fmt = self.format or (header.format if header.format in codec.EXTENSIONS else "png")
-            rendered = render(self.data, header, self.pipeline, fmt, self.max_pixels, self.planes, timings)
+            rendered = render(Source(self.data), header, self.pipeline, fmt, self.max_pixels, self.planes, timings)
             outputs = [(r.suffix, r.blob, r.width, r.height, r.faces) for r in rendered]
             return RenderReport("ok", fmt, outputs, timings=timings.ms)
         except ImageError as exc:

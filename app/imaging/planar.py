@@ -19,13 +19,13 @@ When it applies (``Pipeline.plan_planes`` and ``run_planes``):
   a box holds whole chroma samples;
 - the output is a JPEG, not ``optimize``d or ``progressive``.
 
-Decoding to planes needs libturbojpeg 2.0 or later, the TurboJPEG library of libjpeg-turbo
-(Debian and Ubuntu: ``libturbojpeg0``; conda-forge: ``libjpeg-turbo``; Homebrew: ``jpeg-turbo``),
-called here through ctypes; the planes are encoded by simplejpeg, whose wheel carries its own
-libjpeg-turbo. (PyTurboJPEG turns the decoder's warnings into Python warnings and returns what it
-decoded; imgsrv needs the decode to fail instead, in every thread.) Without the library, for any
-other input or pipeline, and for any data the decoder warns about (corrupt or truncated), the
-image takes the usual path, which reports errors as always.
+The planes are decoded and encoded by libturbojpeg 2.0 or later, the TurboJPEG library of
+libjpeg-turbo (Debian and Ubuntu: ``libturbojpeg0``; conda-forge: ``libjpeg-turbo``; Homebrew:
+``jpeg-turbo``), called through ctypes. The decoder stops at its first warning: corrupt or
+truncated data is never half-decoded here (PyTurboJPEG would turn that warning into a Python
+warning and return what was decoded). The encoder uses the accurate integer DCT, as OpenCV's
+does. Without the library, for any other input or pipeline, and for any data the decoder warns
+about, the image takes the usual path, which reports errors as always.
 """
 from __future__ import annotations
 
@@ -43,41 +43,61 @@ from .geometry import Box
 
 _TJSAMP_420 = 2
 _TJCS_YCBCR = 1
+_TJFLAG_NOREALLOC = 1024  # the encoder writes into the buffer it is given
+_TJFLAG_ACCURATEDCT = 4096  # the integer DCT of libjpeg's default (and of cv2.imencode), not the fast one
 _TJFLAG_STOPONWARNING = 8192  # fail on the first warning instead of returning what was decoded
 
 
+class _Handle:
+    """A TurboJPEG handle, destroyed with its thread's local storage."""
+
+    def __init__(self, make, destroy):
+        self.value = make()
+        self._destroy = destroy
+        if not self.value:
+            raise OSError("libturbojpeg could not allocate a handle")
+
+    def __del__(self):
+        if getattr(self, "value", None):
+            self._destroy(self.value)
+
+
 class _TurboJPEG:
-    """The few TurboJPEG functions the planes need; one decompressor per thread."""
+    """The TurboJPEG functions the planes need; a decompressor and a compressor per thread."""
 
     def __init__(self, lib: ctypes.CDLL):
-        c_int_p = ctypes.POINTER(ctypes.c_int)
-        self.init = lib.tjInitDecompress
-        self.init.restype, self.init.argtypes = ctypes.c_void_p, []
-        self.header = lib.tjDecompressHeader3
-        self.header.restype = ctypes.c_int
-        self.header.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ulong, c_int_p, c_int_p, c_int_p, c_int_p]
-        self.to_planes = lib.tjDecompressToYUVPlanes
-        self.to_planes.restype = ctypes.c_int
-        self.to_planes.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ulong,
-                                   ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, c_int_p, ctypes.c_int, ctypes.c_int]
-        for name in ("tjPlaneWidth", "tjPlaneHeight"):
-            getattr(lib, name).restype = ctypes.c_int
-            getattr(lib, name).argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        self.plane_width, self.plane_height = lib.tjPlaneWidth, lib.tjPlaneHeight
-        lib.tjGetErrorCode.restype = ctypes.c_int  # 2.0 and later: the stop-on-warning flag exists
+        int_p, vp, ulong = ctypes.POINTER(ctypes.c_int), ctypes.c_void_p, ctypes.c_ulong
+
+        def fn(name: str, restype, *argtypes):
+            f = getattr(lib, name)
+            f.restype, f.argtypes = restype, list(argtypes)
+            return f
+
+        self.init_decompress = fn("tjInitDecompress", vp)
+        self.init_compress = fn("tjInitCompress", vp)
+        self.destroy = fn("tjDestroy", ctypes.c_int, vp)
+        self.header = fn("tjDecompressHeader3", ctypes.c_int, vp, ctypes.c_char_p, ulong, int_p, int_p, int_p, int_p)
+        self.to_planes = fn("tjDecompressToYUVPlanes", ctypes.c_int, vp, ctypes.c_char_p, ulong,
+                            ctypes.POINTER(vp), ctypes.c_int, int_p, ctypes.c_int, ctypes.c_int)
+        self.from_planes = fn("tjCompressFromYUVPlanes", ctypes.c_int, vp, ctypes.POINTER(vp), ctypes.c_int, int_p,
+                              ctypes.c_int, ctypes.c_int, ctypes.POINTER(vp), ctypes.POINTER(ulong), ctypes.c_int,
+                              ctypes.c_int)
+        self.jpeg_buf_size = fn("tjBufSize", ulong, ctypes.c_int, ctypes.c_int, ctypes.c_int)
+        self.plane_width = fn("tjPlaneWidth", ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int)
+        self.plane_height = fn("tjPlaneHeight", ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int)
+        fn("tjGetErrorCode", ctypes.c_int, vp)  # 2.0 and later, with the stop-on-warning flag
         self.local = threading.local()
 
-    def handle(self) -> int:
-        h = getattr(self.local, "handle", None)
+    def _handle(self, kind: str) -> int:
+        h = getattr(self.local, kind, None)
         if h is None:
-            h = self.init()
-            if not h:
-                raise MemoryError("tjInitDecompress failed")
-            self.local.handle = h  # kept for the thread's life: a few kB
-        return h
+            make = self.init_decompress if kind == "decompressor" else self.init_compress
+            h = _Handle(make, self.destroy)
+            setattr(self.local, kind, h)
+        return h.value
 
-    def decode(self, data: bytes) -> "Planes | None":
-        h = self.handle()
+    def decode(self, data: bytes) -> Planes | None:
+        h = self._handle("decompressor")
         w, ht, sub, cs = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
         if self.header(h, data, len(data), ctypes.byref(w), ctypes.byref(ht), ctypes.byref(sub), ctypes.byref(cs)):
             return None
@@ -92,6 +112,35 @@ class _TurboJPEG:
         if self.to_planes(h, data, len(data), pointers, width, strides, height, _TJFLAG_STOPONWARNING):
             return None
         return Planes(planes[0][:height, :width], planes[1], planes[2])
+
+    def encode(self, p: Planes, quality: int) -> bytes:
+        h = self._handle("compressor")
+        chroma = ((p.height + 1) // 2, (p.width + 1) // 2)
+        if p.cb.shape != chroma or p.cr.shape != chroma:
+            raise ValueError(f"chroma planes of {p.cb.shape} and {p.cr.shape} for a {p.width}x{p.height} image")
+        planes = (_padded(p.y), p.cb, p.cr)  # the encoder reads luminance in whole chroma samples
+        pointers = (ctypes.c_void_p * 3)(*(q.ctypes.data for q in planes))
+        strides = (ctypes.c_int * 3)(*(q.strides[0] for q in planes))
+        size = ctypes.c_ulong(self.jpeg_buf_size(p.width, p.height, _TJSAMP_420))
+        out = np.empty(size.value, np.uint8)
+        dest = ctypes.c_void_p(out.ctypes.data)
+        if self.from_planes(h, pointers, p.width, strides, p.height, _TJSAMP_420, ctypes.byref(dest),
+                            ctypes.byref(size), quality, _TJFLAG_ACCURATEDCT | _TJFLAG_NOREALLOC):
+            raise OSError("libturbojpeg could not encode the planes")
+        return out[:size.value].tobytes()
+
+
+def _padded(y: np.ndarray) -> np.ndarray:
+    """``y`` as a view whose row and column after the last, when its size is odd, repeat the
+    edge (what libjpeg's own padding does), so that no pixel outside the image reaches the file."""
+    h, w = y.shape
+    if h % 2 == 0 and w % 2 == 0:
+        return y
+    out = np.empty((h + h % 2, w + w % 2), np.uint8)
+    out[:h, :w] = y
+    out[:h, w:] = y[:, -1:]
+    out[h:, :] = out[h - 1:h, :]
+    return out[:h, :w]
 
 
 _lock = threading.Lock()
@@ -112,10 +161,6 @@ def _library_paths():
 
 
 def _load() -> tuple[_TurboJPEG | None, str | None]:
-    try:
-        import simplejpeg  # noqa: F401  (the encoder of the planes)
-    except ImportError:
-        return None, "simplejpeg is not installed"
     problem = "libturbojpeg is not installed"
     for path in _library_paths():
         try:
@@ -171,7 +216,12 @@ def decode(data: bytes) -> Planes | None:
     """The planes of a 4:2:0 YCbCr JPEG; None for any other JPEG, for data the decoder warns
     about, or without libturbojpeg."""
     tj = decoder()
-    return None if tj is None else tj.decode(data)
+    if tj is None:
+        return None
+    try:
+        return tj.decode(data)
+    except (OSError, MemoryError, ctypes.ArgumentError):  # the usual path decodes it (and reports its errors)
+        return None
 
 
 def _chroma(box: Box) -> tuple[slice, slice]:
@@ -206,7 +256,8 @@ def fill(p: Planes, box: Box, bgr: Sequence[int]) -> None:
 
 
 def encode(p: Planes, quality: int) -> bytes:
-    """A baseline JPEG of the planes (4:2:0, as they are)."""
-    import simplejpeg
-
-    return simplejpeg.encode_jpeg_yuv_planes(p.y, p.cb, p.cr, quality=quality)
+    """A baseline 4:2:0 JPEG of the planes, at ``quality``."""
+    tj = decoder()
+    if tj is None:  # pragma: no cover - planes only exist where the library is
+        raise OSError("libturbojpeg is not available")
+    return tj.encode(p, quality)
