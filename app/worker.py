@@ -3,6 +3,7 @@ pipeline) becomes one Report. Tasks carry paths and the plan, never pixels, and 
 never raises: every failure is reported with its error code."""
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import signal
@@ -197,8 +198,8 @@ class Rendered:
 
 
 class Source:
-    """An input's bytes, which ``render`` lets go of once they are decoded, so that the
-    pipeline's peak memory is the pixels' alone."""
+    """An input's bytes, which ``render`` lets go of once they are decoded: in a worker that
+    holds them only here (run_task), the pipeline's peak memory is then the pixels' alone."""
 
     def __init__(self, data: bytes):
         self.data: bytes | None = data
@@ -223,16 +224,17 @@ def render(source: Source, header: Header, pipeline: Pipeline, fmt: str, max_pix
         steps = pipeline.plan_planes(header.width, header.height)
         result = None if steps is None else run_planes(source.data, steps, timings)  # type: ignore[arg-type]
         if result is not None:
-            source.take()
             t = time.perf_counter()
             try:
-                blob = planar.encode(result, enc.quality)
-            except Exception as exc:  # noqa: BLE001 - the encoder's own errors, named in the report
-                raise WriteError(f"could not encode JPEG: {exc}") from None
-            if exif:
-                blob = codec.insert_exif(blob, exif)
+                blob: bytes | None = planar.encode(result, enc.quality)
+            except (OSError, ValueError, ctypes.ArgumentError):
+                blob = None  # the usual path below encodes it (and reports its errors)
             timings.add("encode", time.perf_counter() - t)
-            return [Rendered((), blob, result.width, result.height)]
+            if blob is not None:
+                source.take()
+                if exif:
+                    blob = codec.insert_exif(blob, exif)
+                return [Rendered((), blob, result.width, result.height)]
 
     t = time.perf_counter()
     w, h = (header.height, header.width) if header.orientation >= 5 else (header.width, header.height)

@@ -4,8 +4,9 @@ A camera JPEG keeps luminance (Y) at full size and the two chroma planes (Cb, Cr
 width and half the height (4:2:0 subsampling). The usual path decodes to BGR, which upsamples
 the chroma and converts every pixel, and the encoder converts every pixel back and downsamples
 the chroma again. For a pipeline that only crops, blacks out boxes and re-encodes, that round
-trip is about a fifth of the codec's time (W1 of benchmarks/bench.py: decode + encode 24.5 ms
-per image through BGR, 19.3 ms on the planes), and BGR takes twice the memory of the planes.
+trip costs time and memory: BGR takes twice the memory of the planes, and on W1 of
+benchmarks/bench.py (2048x1536 camera JPEGs) run_task takes 29.2 ms per image through BGR
+and 23.9 ms on the planes, and the CLI on 2 cores does 65.5 against 88.6 images/s.
 Here the decoder hands over the planes as stored, the boxes are cut and filled in them, and the
 encoder takes them as they are. Outputs have the same size and subsampling as the usual path's.
 Their pixels differ a little, because the usual path's chroma is upsampled and downsampled
@@ -43,7 +44,6 @@ from .geometry import Box
 
 _TJSAMP_420 = 2
 _TJCS_YCBCR = 1
-_TJFLAG_NOREALLOC = 1024  # the encoder writes into the buffer it is given
 _TJFLAG_ACCURATEDCT = 4096  # the integer DCT of libjpeg's default (and of cv2.imencode), not the fast one
 _TJFLAG_STOPONWARNING = 8192  # fail on the first warning instead of returning what was decoded
 
@@ -82,7 +82,7 @@ class _TurboJPEG:
         self.from_planes = fn("tjCompressFromYUVPlanes", ctypes.c_int, vp, ctypes.POINTER(vp), ctypes.c_int, int_p,
                               ctypes.c_int, ctypes.c_int, ctypes.POINTER(vp), ctypes.POINTER(ulong), ctypes.c_int,
                               ctypes.c_int)
-        self.jpeg_buf_size = fn("tjBufSize", ulong, ctypes.c_int, ctypes.c_int, ctypes.c_int)
+        self.free = fn("tjFree", None, vp)
         self.plane_width = fn("tjPlaneWidth", ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int)
         self.plane_height = fn("tjPlaneHeight", ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int)
         fn("tjGetErrorCode", ctypes.c_int, vp)  # 2.0 and later, with the stop-on-warning flag
@@ -121,13 +121,15 @@ class _TurboJPEG:
         planes = (_padded(p.y), p.cb, p.cr)  # the encoder reads luminance in whole chroma samples
         pointers = (ctypes.c_void_p * 3)(*(q.ctypes.data for q in planes))
         strides = (ctypes.c_int * 3)(*(q.strides[0] for q in planes))
-        size = ctypes.c_ulong(self.jpeg_buf_size(p.width, p.height, _TJSAMP_420))
-        out = np.empty(size.value, np.uint8)
-        dest = ctypes.c_void_p(out.ctypes.data)
-        if self.from_planes(h, pointers, p.width, strides, p.height, _TJSAMP_420, ctypes.byref(dest),
-                            ctypes.byref(size), quality, _TJFLAG_ACCURATEDCT | _TJFLAG_NOREALLOC):
-            raise OSError("libturbojpeg could not encode the planes")
-        return out[:size.value].tobytes()
+        dest, size = ctypes.c_void_p(), ctypes.c_ulong(0)  # libturbojpeg allocates (and grows) the output
+        try:
+            if self.from_planes(h, pointers, p.width, strides, p.height, _TJSAMP_420, ctypes.byref(dest),
+                                ctypes.byref(size), quality, _TJFLAG_ACCURATEDCT):
+                raise OSError("libturbojpeg could not encode the planes")
+            return ctypes.string_at(dest.value, size.value)
+        finally:
+            if dest.value:
+                self.free(dest)
 
 
 def _padded(y: np.ndarray) -> np.ndarray:
@@ -160,7 +162,14 @@ def _library_paths():
         yield found
 
 
+# libturbojpeg's encoder reads these from the environment (arithmetic coding, progressive,
+# restart markers, optimized tables): the planes' outputs would then differ from the usual path's.
+_ENCODER_VARIABLES = ("TJ_OPTIMIZE", "TJ_ARITHMETIC", "TJ_RESTART", "TJ_PROGRESSIVE")
+
+
 def _load() -> tuple[_TurboJPEG | None, str | None]:
+    if set_vars := [v for v in _ENCODER_VARIABLES if v in os.environ]:
+        return None, f"{', '.join(set_vars)} set in the environment would change libturbojpeg's output"
     problem = "libturbojpeg is not installed"
     for path in _library_paths():
         try:

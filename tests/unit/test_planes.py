@@ -262,3 +262,22 @@ def test_png_outputs_and_inputs_take_the_usual_path():
     assert rendered(data, p, True, "png").blob == rendered(data, p, False, "png").blob
     png_data = (images.testimage("camera.png")).read_bytes()
     assert rendered(png_data, p, True, "jpeg").blob == rendered(png_data, p, False, "jpeg").blob
+
+
+@needs_turbojpeg
+def test_an_encoder_failure_falls_back_to_the_usual_path(monkeypatch):
+    data = images.jpeg_bytes("coffee.jpg")
+    p = pipeline("crop=bottom:40", "redact=0,0,20,20")
+
+    def broken(planes, quality):
+        raise OSError("libturbojpeg could not encode the planes")
+
+    monkeypatch.setattr(planar, "encode", broken)
+    assert rendered(data, p, True).blob == rendered(data, p, False).blob
+
+
+@pytest.mark.parametrize("variable", ["TJ_ARITHMETIC", "TJ_PROGRESSIVE", "TJ_RESTART", "TJ_OPTIMIZE"])
+def test_libturbojpeg_encoder_settings_in_the_environment_turn_the_planes_off(monkeypatch, variable):
+    monkeypatch.setenv(variable, "1")
+    decoder, problem = planar._load()
+    assert decoder is None and variable in problem
