@@ -281,7 +281,6 @@ class JobRunner:
 
     def _collect(self, seq: int, names: list[str], rep: Report, digest: str) -> None:
         self._buffer.append((seq, rep, names, digest))
-        self.engine.observe(rep, self._pipeline)
         self.done += 1
         if self.on_result is not None:
             self.on_result(Progress(self.total if self._enumerated else None, self.done, rep))
@@ -321,6 +320,8 @@ class JobRunner:
                                           elapsed_ms=rep.elapsed_ms) if rep.status == "ok" else rep, names, digest)
                      for seq, rep, names, digest in batch]
         self.store.save_results(self.job_id, batch)
+        for _seq, rep, _names, _digest in batch:  # as recorded: a write-back error counts as one
+            self.engine.observe(rep, self._pipeline)
 
 
 class JobManager:

@@ -69,6 +69,11 @@ def test_a_write_back_error_fails_the_batch_instead_of_recording_it_done(engine,
     _total, rows = engine.store.results(job_id, 0, 10, "error")
     assert {r.error_code for r in rows} == {"write_error"}
     assert all("Input/output error" in r.error_message for r in rows)
+    # the metrics count what was recorded, not what the workers first reported
+    sample = engine.metrics.registry.get_sample_value
+    assert sample("imgsrv_images_total", {"status": "error"}) == 5
+    assert sample("imgsrv_images_total", {"status": "ok"}) in (None, 0)
+    assert sample("imgsrv_images_failed_total", {"operation": "grayscale", "code": "write_error"}) == 5
 
 
 def test_a_failed_save_stops_the_job_and_its_batch_is_recorded_by_the_last_try(engine, monkeypatch):
