@@ -281,3 +281,29 @@ def test_libturbojpeg_encoder_settings_in_the_environment_turn_the_planes_off(mo
     monkeypatch.setenv(variable, "1")
     decoder, problem = planar._load()
     assert decoder is None and variable in problem
+
+
+def test_without_libturbojpeg_everything_takes_the_usual_path(monkeypatch):
+    monkeypatch.setattr(planar, "_decoder", None)
+    monkeypatch.setattr(planar, "_problem", "libturbojpeg is not installed")
+    assert planar.unavailable() == "libturbojpeg is not installed"
+    data = images.jpeg_bytes("coffee.jpg")
+    assert planar.decode(data) is None
+    p = pipeline("crop=bottom:100", "redact=0,-100,200,100", "quality=75")
+    out = rendered(data, p, True)
+    assert out.blob == rendered(data, p, False).blob and (out.width, out.height) == (600, 300)
+
+
+@pytest.mark.parametrize("setting, problem, expected", [
+    (True, None, "JPEG planes: on (libturbojpeg)"),
+    (True, "libturbojpeg is not installed", "JPEG planes: off, libturbojpeg is not installed"),
+    (False, None, "JPEG planes: off (IMGSRV_JPEG_PLANES=false)"),
+])
+def test_the_server_says_at_start_up_whether_the_planes_are_on(monkeypatch, caplog, setting, problem, expected):
+    from app.api.app import log_jpeg_planes
+    from app.config import Settings
+
+    monkeypatch.setattr(planar, "unavailable", lambda: problem)
+    with caplog.at_level("INFO", logger="imgsrv"):
+        log_jpeg_planes(Settings(jpeg_planes=setting))
+    assert expected in caplog.text
