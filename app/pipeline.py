@@ -90,21 +90,22 @@ class Pipeline:
                 continue
             if isinstance(op, Crop):
                 try:
-                    box: Box | None = op.box_for(width, height)
+                    box = op.box_for(width, height)
                 except ImageError:
                     return None  # the usual path reports it
+                if not planar.aligned(box, width, height):
+                    return None
+                steps.append(PlaneStep(op.op, box))
+                width, height = box[2], box[3]
             elif isinstance(op, Redact) and op.mode == "fill":
-                box = op.box_for(width, height)
-                if box is None:
-                    continue
+                hidden = op.box_for(width, height)
+                if hidden is None:
+                    continue  # wholly outside: nothing to hide
+                if not planar.aligned(hidden, width, height):
+                    return None
+                steps.append(PlaneStep(op.op, hidden, op.color))
             else:
                 return None
-            assert box is not None
-            if not planar.aligned(box, width, height):
-                return None
-            steps.append(PlaneStep(op.op, box, op.color if isinstance(op, Redact) else None))
-            if isinstance(op, Crop):
-                width, height = box[2], box[3]
         return tuple(steps)
 
 
@@ -155,8 +156,11 @@ def run_planes(data: bytes, steps: Sequence[PlaneStep], timings: Timings | None 
     planes = planar.decode(data)
     if timings is not None:  # a decode that gave up counts too: the usual path's decode adds to it
         timings.add("decode", time.perf_counter() - start)
-    if planes is None:
-        return None
+    return None if planes is None else apply_planes(planes, steps, timings)
+
+
+def apply_planes(planes: planar.Planes, steps: Sequence[PlaneStep], timings: Timings | None = None) -> planar.Planes:
+    """Apply ``steps`` (from Pipeline.plan_planes) to decoded planes: crops are views, fills in place."""
     for step in steps:
         start = time.perf_counter()
         if step.color is None:

@@ -328,7 +328,7 @@ class CompareTask:
 class RenderReport:
     status: str
     format: str = ""
-    outputs: list[tuple[tuple[int, ...], bytes, int, int, list[dict] | None]] = field(default_factory=list)
+    outputs: list[Rendered] = field(default_factory=list)
     error_code: str | None = None
     error_message: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -353,8 +353,7 @@ class RenderTask:
             header = codec.probe(self.data, self.max_pixels)
             fmt = self.format or (header.format if header.format in codec.EXTENSIONS else "png")
             rendered = render(Source(self.data), header, self.pipeline, fmt, self.max_pixels, self.planes, timings)
-            outputs = [(r.suffix, r.blob, r.width, r.height, r.faces) for r in rendered]
-            return RenderReport("ok", fmt, outputs, timings=timings.ms)
+            return RenderReport("ok", fmt, rendered, timings=timings.ms)
         except ImageError as exc:
             return RenderReport("error", error_code=exc.code, error_message=exc.message, timings=timings.ms)
         except MemoryError:

@@ -21,6 +21,9 @@ from .routes import images, jobs, meta, process
 
 log = logging.getLogger("imgsrv")
 
+# The routes that queue images: with the worker queue full, they answer 429 before reading the body.
+SHED_PATHS = frozenset({"/process", "/items/", "/render", "/compare"})
+
 
 def log_jpeg_planes(s: Settings) -> None:
     """Say whether JPEG-to-JPEG crops and fills can skip the colour conversions (imaging.planar)."""
@@ -66,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                          swagger_ui_parameters={"tryItOutEnabled": False, "displayRequestDuration": True})
     errors.install(app)
     # the last added runs first: RequestLog logs and counts the early 429s too
-    app.add_middleware(ShedLoad, paths=frozenset({"/process", "/items/", "/render", "/compare"}))
+    app.add_middleware(ShedLoad, paths=SHED_PATHS)
     app.add_middleware(RequestLog)
     app.include_router(process.router)
     app.include_router(images.router)

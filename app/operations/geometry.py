@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import Field, model_validator
 
 from ..errors import InvalidOperation, TooLarge
@@ -155,17 +154,13 @@ class Crop(Operation):
         return {"x": x, "y": y, "width": w, "height": h}
 
     def apply(self, item: Item, ctx: Context) -> list[Item]:
-        box = self.box_in(item.image)
+        h, w = item.image.shape[:2]
+        box = self.box_for(w, h)
         faces = None if item.faces is None else g.clip_boxes(item.faces, box[2], box[3], box[0], box[1])
         return [Item(g.crop(item.image, box), item.suffix, faces)]
 
-    def box_in(self, image: np.ndarray) -> g.Box:
-        """The box to keep, clipped to the image (InvalidOperation when nothing is left)."""
-        h, w = image.shape[:2]
-        return self.box_for(w, h)
-
     def box_for(self, w: int, h: int) -> g.Box:
-        """The box to keep in a ``w`` x ``h`` image (see box_in)."""
+        """The box to keep in a ``w`` x ``h`` image, clipped to it (InvalidOperation when nothing is left)."""
         if self.width is not None:
             box = g.resolve_box(w, h, self.x or 0, self.y or 0, self.width, self.height or 0)
             if box is None:

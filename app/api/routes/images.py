@@ -109,16 +109,16 @@ async def render(request: Request, engine: EngineDep) -> Response:
     stem = os.path.splitext(os.path.basename(upload.filename or "image"))[0] or "image"
     ext = EXTENSIONS[rep.format]
     if not pipeline.fanout_shape:
-        suffix, blob, w, h, faces = rep.outputs[0]
-        headers = {"Content-Disposition": f'inline; filename="{stem}{ext}"', "X-Image-Width": str(w),
-                   "X-Image-Height": str(h)}
-        if faces is not None:
-            headers["X-Faces"] = json.dumps(faces)
-        return Response(blob, media_type=CONTENT_TYPES[rep.format], headers=headers)
+        out = rep.outputs[0]
+        headers = {"Content-Disposition": f'inline; filename="{stem}{ext}"', "X-Image-Width": str(out.width),
+                   "X-Image-Height": str(out.height)}
+        if out.faces is not None:
+            headers["X-Faces"] = json.dumps(out.faces)
+        return Response(out.blob, media_type=CONTENT_TYPES[rep.format], headers=headers)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-        for suffix, blob, _w, _h, _faces in rep.outputs:
-            zf.writestr(stem + "".join(f"_{i}" for i in suffix) + ext, blob)
+        for out in rep.outputs:
+            zf.writestr(stem + "".join(f"_{i}" for i in out.suffix) + ext, out.blob)
     return Response(buf.getvalue(), media_type="application/zip",
                     headers={"Content-Disposition": f'attachment; filename="{stem}.zip"'})
 
