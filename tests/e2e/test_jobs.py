@@ -271,6 +271,11 @@ def test_an_offset_too_large_for_any_client_is_422_not_a_crash(server, paged, pa
     r = server.get(path.format(id=j["id"]), params={"offset": offset})
     assert r.status_code == 422, f"{path}?offset={offset}: {r.status_code} {r.text}"
     assert any(d["field"] == "offset" for d in r.json()["detail"]), r.text
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/jobs/{id}/results"])
+def test_the_largest_offset_any_client_holds_is_an_empty_page(server, paged, path):
+    j, _inputs = paged
     largest = server.get(path.format(id=j["id"]), params={"offset": str(2 ** 53 - 1)})
     assert largest.status_code == 200 and largest.json()["results" if "results" in path else "jobs"] == []
 

@@ -19,21 +19,25 @@ from tests import images
 
 
 @pytest.fixture
-def engine(tmp_path):
-    root = tmp_path / "root"
-    (root / "in").mkdir(parents=True)
+def engine(root):
+    os.makedirs(os.path.join(root, "in"))
     for i in range(5):
-        images.jpeg(str(root / "in"), f"img{i}.jpg")
+        images.jpeg(os.path.join(root, "in"), f"img{i}.jpg")
     eng = Engine(Settings(data_root=root, executor="thread", workers=2))
     yield eng
     eng.close()
 
 
 def run_job(engine: Engine) -> str:
+    return run_job_with(engine).job_id
+
+
+def run_job_with(engine: Engine) -> jobs.JobRunner:
     job_id = jobs.submit_job(engine, operations=[parse_operation("grayscale")],
                              source={"dir": "in", "pattern": "*.jpg", "recursive": False}, output_dir="out")
-    asyncio.run(jobs.JobRunner(engine, job_id).run())
-    return job_id
+    runner = jobs.JobRunner(engine, job_id)
+    asyncio.run(runner.run())
+    return runner
 
 
 def test_outputs_are_synced_once_per_batch_before_they_are_recorded(engine, monkeypatch):
@@ -90,12 +94,14 @@ def test_a_failed_save_stops_the_job_and_its_batch_is_recorded_by_the_last_try(e
 
     monkeypatch.setattr(engine.store, "save_results", flaky)
     monkeypatch.setattr(jobs, "FLUSH_EVERY", 1)  # a background flush after the first results
-    job_id = run_job(engine)
-    job = engine.store.get_job(job_id)
+    runner = run_job_with(engine)
+    job = engine.store.get_job(runner.job_id)
     assert job.status == "failed" and "database or disk is full" in (job.error or ""), (job.status, job.error)
     assert calls["n"] >= 2
-    total, rows = engine.store.results(job_id, 0, 10, None)
-    assert job.done == total and job.succeeded == job.done, (job.done, job.succeeded, total)
+    total, rows = engine.store.results(runner.job_id, 0, 10, None)
+    # every result the runner collected is recorded, the refused batch included
+    assert runner.done == 5 and job.done == total == runner.done, (runner.done, job.done, total)
+    assert job.succeeded == job.done
     assert {r.status for r in rows} == {"ok"}
 
 

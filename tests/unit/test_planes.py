@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.errors import DecodeError
 from app.imaging import codec, planar
 from app.operations import parse_operation
-from app.pipeline import Pipeline, PlaneStep, Timings, run_planes
+from app.pipeline import Pipeline, PlaneStep, Timings, apply_planes, run_planes
 from app.worker import Source, render
 from tests import images
+from tests.unit.conftest import load
 
 needs_turbojpeg = pytest.mark.skipif(planar.unavailable() is not None,
                                      reason=f"JPEG planes unavailable: {planar.unavailable()}")
@@ -39,8 +41,19 @@ def subsampling(blob: bytes) -> tuple:
         return tuple(im.layer[i][1:3] for i in range(len(im.layer)))
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return cv2.PSNR(a, b)
+def _jpeg(img: np.ndarray, *params: int, quality: int = 90) -> bytes:
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality, *params])
+    assert ok
+    return buf.tobytes()
+
+
+@pytest.fixture
+def encodes(monkeypatch) -> list[int]:
+    """The planes encoder, counted: shows the planes path ran (its outputs may equal the usual ones)."""
+    calls: list[int] = []
+    real = planar.encode
+    monkeypatch.setattr(planar, "encode", lambda p, quality: (calls.append(quality), real(p, quality))[1])
+    return calls
 
 
 # --- which pipelines run on the planes ---------------------------------------------------------
@@ -97,6 +110,9 @@ def test_fill_colours_convert_to_ycbcr_as_opencv_converts_them(bgr):
     pixel = np.array([[[y, cr, cb]]], np.uint8)  # OpenCV's order is Y, Cr, Cb
     back = cv2.cvtColor(pixel, cv2.COLOR_YCrCb2BGR)[0, 0]
     assert np.abs(back.astype(int) - np.array(bgr)).max() <= 2
+
+
+def test_black_is_exactly_jpeg_black():
     assert planar.ycbcr((0, 0, 0)) == (0, 128, 128)
 
 
@@ -112,7 +128,7 @@ def test_crop_and_redact_on_the_planes_match_the_usual_path(name):
     assert (fast.width, fast.height) == (usual.width, usual.height)
     a, b = decoded(fast.blob), decoded(usual.blob)
     assert a.shape == b.shape == (usual.height, usual.width, 3)
-    assert psnr(a, b) > 40
+    assert cv2.PSNR(a, b) > 40
     # black, but for JPEG's ringing near the box's edge: both paths alike
     assert a[-56:, :116].max() <= 10 and b[-56:, :116].max() <= 10
     assert abs(int(a[-60:, :120].max()) - int(b[-60:, :120].max())) <= 8
@@ -120,14 +136,12 @@ def test_crop_and_redact_on_the_planes_match_the_usual_path(name):
     # against the source's own pixels, the planes lose no more than the usual path
     source = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:-40]
     source[-60:, :120] = 0
-    assert psnr(a, source) >= psnr(b, source) - 0.2
+    assert cv2.PSNR(a, source) >= cv2.PSNR(b, source) - 0.2
 
 
 @needs_turbojpeg
 def test_an_odd_sized_jpeg_keeps_its_size_and_its_edge_boxes():
-    img = cv2.imread(str(images.testimage("coffee.jpg")))[:101, :151]
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    data = buf.tobytes()
+    data = _jpeg(load("coffee.jpg")[:101, :151], quality=95)
     p = pipeline("redact=140,90,11,11", "quality=90")  # to the bottom-right corner
     fast, usual = rendered(data, p, True), rendered(data, p, False)
     assert fast.blob != usual.blob  # the planes path ran
@@ -138,16 +152,17 @@ def test_an_odd_sized_jpeg_keeps_its_size_and_its_edge_boxes():
     # black, but for JPEG's ringing near the box's edge: both paths alike
     assert out[94:, 144:].max() <= 10 and other[94:, 144:].max() <= 10
     assert abs(int(out[90:, 140:].max()) - int(other[90:, 140:].max())) <= 8
-    assert psnr(out, other) > 38
+    assert cv2.PSNR(out, other) > 38
     assert subsampling(fast.blob) == subsampling(usual.blob) == ((2, 2), (1, 1), (1, 1))
 
 
 @needs_turbojpeg
-def test_nothing_of_a_filled_odd_edge_is_left_in_the_file():
+def test_nothing_of_a_filled_odd_edge_is_left_in_the_file(encodes):
     # The encoder reads luminance in whole chroma samples: for an odd size, one column and one
     # row beyond the image. They must repeat the edge, not hold the pixels the fill covered.
     data = _jpeg(np.full((33, 35, 3), 240, np.uint8))
     out = rendered(data, pipeline("redact=0,0,35,33"), True)
+    assert encodes == [90]  # the planes path ran
     planes = planar.decode(out.blob)
     assert planes is not None and (planes.width, planes.height) == (35, 33)
     assert planes.y.base is not None and planes.y.base.shape == (34, 36)
@@ -157,7 +172,7 @@ def test_nothing_of_a_filled_odd_edge_is_left_in_the_file():
 
 @needs_turbojpeg
 def test_a_one_row_output_is_still_4_2_0():
-    data = _jpeg(cv2.imread(str(images.testimage("coffee.jpg")))[:33, :64])
+    data = _jpeg(load("coffee.jpg")[:33, :64])
     p = pipeline("crop=x:0,y:32,width:64,height:1")
     fast, usual = rendered(data, p, True), rendered(data, p, False)
     assert fast.blob != usual.blob and (fast.width, fast.height) == (64, 1)
@@ -175,7 +190,7 @@ def test_the_fill_colour_is_kept():
 
 
 @needs_turbojpeg
-def test_exif_is_kept_with_the_planes(tmp_path):
+def test_exif_is_kept_with_the_planes(tmp_path, encodes):
     data = images.exif_jpeg(tmp_path, 1, size=(120, 80)).read_bytes()
     p = pipeline("crop=0,0,100,60")
     fast = rendered(data, p, True)
@@ -186,40 +201,44 @@ def test_exif_is_kept_with_the_planes(tmp_path):
     stripped = rendered(data, Pipeline(p.operations, metadata="strip"), True)
     with Image.open(io.BytesIO(stripped.blob)) as im:
         assert im.size == (100, 60) and not im.getexif()
+    assert len(encodes) == 2  # both through the planes
 
 
 @needs_turbojpeg
-def test_threads_decode_and_encode_planes_at_once():
+def test_threads_decode_and_encode_planes_at_once(encodes):
     datas = [images.jpeg_bytes(n) for n in ("coffee.jpg", "astronaut.jpg", "chelsea.jpg", "grace_hopper.jpg")] * 4
     p = pipeline("crop=top:2", "redact=0,0,32,32")
     alone = [rendered(d, p, True).blob for d in datas]
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(lambda d: rendered(d, p, True).blob, datas))
     assert together == alone
+    assert len(encodes) == 2 * len(datas)  # every one through the planes
 
 
 @needs_turbojpeg
 def test_the_planes_are_views_until_a_fill():
     data = images.jpeg_bytes("coffee.jpg")
+    steps = pipeline("crop=2,2,100,50", "redact=0,0,10,10").plan_planes(600, 400)
     timings = Timings()
-    planes = run_planes(data, pipeline("crop=2,2,100,50", "redact=0,0,10,10").plan_planes(600, 400), timings)
+    planes = run_planes(data, steps, timings)
     assert planes is not None and (planes.width, planes.height) == (100, 50)
     assert planes.cb.shape == planes.cr.shape == (25, 50)
     assert planes.y[:10, :10].max() == 0 and planes.cb[:5, :5].min() == planes.cb[:5, :5].max() == 128
     assert set(timings.ms) == {"decode", "crop", "redact"}
+    # the crop is a view of the decoded planes, and the fill writes into them: no copy
+    full = planar.decode(data)
+    cut = apply_planes(full, steps)
+    for part, whole in ((cut.y, full.y), (cut.cb, full.cb), (cut.cr, full.cr)):
+        assert np.shares_memory(part, whole)
+    assert full.y[2:12, 2:12].max() == 0 and full.cb[1:6, 1:6].min() == full.cb[1:6, 1:6].max() == 128
 
 
 # --- everything else goes the usual way --------------------------------------------------------
 
-def _jpeg(img: np.ndarray, *params: int) -> bytes:
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90, *params])
-    assert ok
-    return buf.tobytes()
-
 
 @needs_turbojpeg
 def test_other_subsamplings_and_gray_jpegs_are_not_decoded_to_planes():
-    img = cv2.imread(str(images.testimage("coffee.jpg")))
+    img = load("coffee.jpg")
     assert planar.decode(_jpeg(img, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444)) is None
     assert planar.decode(_jpeg(img, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422)) is None
     assert planar.decode(_jpeg(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))) is None
@@ -228,7 +247,7 @@ def test_other_subsamplings_and_gray_jpegs_are_not_decoded_to_planes():
 
 @pytest.mark.parametrize("sampling", ["444", "gray"])
 def test_a_jpeg_the_planes_cannot_take_gets_the_usual_output(sampling):
-    img = cv2.imread(str(images.testimage("coffee.jpg")))
+    img = load("coffee.jpg")
     data = (_jpeg(img, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444) if sampling == "444"
             else _jpeg(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)))
     p = pipeline("crop=0,0,200,100", "redact=0,0,20,20")
@@ -242,7 +261,7 @@ def test_a_truncated_jpeg_is_refused_as_before(tmp_path):
     p = pipeline("crop=bottom:10")
     errors = []
     for planes in (True, False):
-        with pytest.raises(Exception) as info:
+        with pytest.raises(DecodeError) as info:
             rendered(data, p, planes)
         errors.append((type(info.value), str(info.value)))
     assert errors[0] == errors[1]
@@ -268,19 +287,23 @@ def test_png_outputs_and_inputs_take_the_usual_path():
 def test_an_encoder_failure_falls_back_to_the_usual_path(monkeypatch):
     data = images.jpeg_bytes("coffee.jpg")
     p = pipeline("crop=bottom:40", "redact=0,0,20,20")
+    tried: list[int] = []
 
     def broken(planes, quality):
+        tried.append(quality)
         raise OSError("libturbojpeg could not encode the planes")
 
     monkeypatch.setattr(planar, "encode", broken)
     assert rendered(data, p, True).blob == rendered(data, p, False).blob
+    assert tried == [90]  # the planes path got as far as the encoder
 
 
 @pytest.mark.parametrize("variable", ["TJ_ARITHMETIC", "TJ_PROGRESSIVE", "TJ_RESTART", "TJ_OPTIMIZE"])
 def test_libturbojpeg_encoder_settings_in_the_environment_turn_the_planes_off(monkeypatch, variable):
     monkeypatch.setenv(variable, "1")
-    decoder, problem = planar._load()
-    assert decoder is None and variable in problem
+    monkeypatch.setattr(planar, "_decoder", None)
+    monkeypatch.setattr(planar, "_problem", None)  # loaded afresh, as in a new worker
+    assert planar.decoder() is None and variable in (planar.unavailable() or "")
 
 
 def test_without_libturbojpeg_everything_takes_the_usual_path(monkeypatch):

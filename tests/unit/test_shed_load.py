@@ -7,10 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from app.api.app import SHED_PATHS as PATHS
 from app.api.middleware import ShedLoad
 from app.errors import QueueFull
-
-PATHS = frozenset({"/process", "/items/", "/render", "/compare"})
 
 
 class Engine:
