@@ -332,7 +332,7 @@ def planes_codec(pipe, files: list[str]) -> dict:
     best decode to planes and the best encode from them per image, as the floor measures the
     codecs. (The data set's JPEGs are all 4:2:0 and upright, as the planes need.)"""
     from app.imaging import planar
-    from app.pipeline import run_planes
+    from app.pipeline import apply_planes
 
     steps = pipe.plan_planes(*SIZE)
     if steps is None or planar.unavailable() is not None:
@@ -345,9 +345,38 @@ def planes_codec(pipe, files: list[str]) -> dict:
         if planes is None:
             return {}
         dec.append(t)
-        planes = run_planes(data, steps)
+        planes = apply_planes(planes, steps)
         enc.append(_best(lambda: planar.encode(planes, pipe.encode.quality))[0])
-    return {"planes_decode_ms": statistics.mean(dec) * 1000, "planes_encode_ms": statistics.mean(enc) * 1000}
+    return {"planes_decode_ms": statistics.mean(dec) * 1000, "planes_encode_ms": statistics.mean(enc) * 1000,
+            **planes_quality(pipe, files[:16])}
+
+
+def planes_quality(pipe, files: list[str]) -> dict:
+    """PSNR of imgsrv's outputs with and without the planes: against each other, and against the
+    source's pixels after the workload's operations (what a lossless output would hold)."""
+    import cv2
+    import numpy as np
+
+    from app.imaging import codec
+    from app.operations import Context
+    from app.pipeline import Timings, run
+    from app.worker import Source, render
+
+    between, planes_src, usual_src = [], [], []
+    for f in files:
+        with open(f, "rb") as fh:
+            data = fh.read()
+        header = codec.probe(data, 10 ** 9)
+        out = {planes: cv2.imdecode(np.frombuffer(render(Source(data), header, pipe, "jpeg", 10 ** 9, planes,
+                                                         Timings())[0].blob, np.uint8), cv2.IMREAD_COLOR)
+               for planes in (True, False)}
+        (source,) = run(codec.decode(data, header), pipe.operations, Context(10 ** 9))
+        between.append(cv2.PSNR(out[True], out[False]))
+        planes_src.append(cv2.PSNR(out[True], source.image))
+        usual_src.append(cv2.PSNR(out[False], source.image))
+    return {"psnr_between_min": min(between), "psnr_identical": sum(b >= 100 for b in between),
+            "psnr_images": len(files), "psnr_planes_src": statistics.mean(planes_src),
+            "psnr_usual_src": statistics.mean(usual_src)}
 
 
 def _warm_codec(_i: int) -> None:
@@ -890,6 +919,12 @@ def main(argv: list[str] | None = None) -> int:
                              f"from planes {pe:.1f} ms per image / {CORES} cores = {fmt_rate(planes_rate)} images/s"
                              + (f"; the CLI is at {100 * best['c'].rate / planes_rate:.0f} % of that"
                                 if "c" in best else "") + ".")
+                fx = floor.extra
+                notes.append(f"- {n} output quality on {fx['psnr_images']} images (imgsrv's outputs with and without "
+                             f"the planes): PSNR between the two at least {fx['psnr_between_min']:.1f} dB "
+                             f"({fx['psnr_identical']} identical); against the source's pixels after the "
+                             f"operations, {fx['psnr_planes_src']:.2f} dB mean with the planes, "
+                             f"{fx['psnr_usual_src']:.2f} dB without.")
             if pfloor is not None:
                 notes.append(f"- {n} floor with {CORES} cores at once (f): decode {pfloor.extra['decode_ms']:.1f} ms + "
                              f"encode {pfloor.extra['encode_ms']:.1f} ms per image in each process = "
