@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -96,6 +97,27 @@ class ProcessExecutor(Executor):
 
     def _submit(self, task: Task) -> Future:
         return self._pool.schedule(execute, args=(task,), timeout=self.task_timeout)
+
+    def warm_up(self, timeout: float = 120.0) -> None:
+        """Start every worker now, and return once each one has answered.
+
+        One fast worker can answer every ping while another is still starting. A pool shut down
+        at that moment (a command line that stops at an invalid argument) unlinks the locks the
+        late worker is still unpickling, and it dies printing a traceback.
+        """
+        deadline = time.monotonic() + timeout
+        self.ready: set[int] = set()
+        while len(self.ready) < self.workers:
+            pids = [fut.result(timeout=timeout) for fut in [self.submit(Ping()) for _ in range(self.workers)]]
+            if None in pids:  # the pool is broken; the first image will report it
+                return
+            self.ready.update(pids)
+            if len(self.ready) < self.workers:
+                if time.monotonic() > deadline:
+                    self._pool.stop()
+                    raise RuntimeError(f"only {len(self.ready)} of {self.workers} workers started "
+                                       f"within {timeout:.0f} s")
+                time.sleep(0.005)
 
     def shutdown(self) -> None:
         self._pool.close()

@@ -1,0 +1,57 @@
+"""The process pool's start-up: the engine is handed over only once every worker answers.
+
+A pool shut down while one of its workers is still starting (the command line stopping at an
+invalid argument right after start-up) makes that worker die with a traceback on stderr.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future
+
+import pytest
+
+from app.executor import Executor, ProcessExecutor
+
+
+def test_warm_up_returns_once_every_worker_has_answered():
+    executor = ProcessExecutor(workers=2)
+    try:
+        executor.warm_up()
+        assert len(executor.ready) == 2, executor.ready
+        assert os.getpid() not in executor.ready
+        for pid in executor.ready:
+            os.kill(pid, 0)  # alive: raises ProcessLookupError otherwise
+    finally:
+        executor.shutdown()
+
+
+class _OneWorkerAnswers(ProcessExecutor):
+    """Two workers, of which only one ever answers (the other never finishes starting)."""
+
+    def __init__(self) -> None:
+        Executor.__init__(self, workers=2)
+        self.pings = 0
+        self.stopped = False
+
+    def _submit(self, task) -> Future:
+        self.pings += 1
+        fut: Future = Future()
+        fut.set_result(4242)
+        return fut
+
+    @property
+    def _pool(self):
+        outer = self
+
+        class Pool:
+            def stop(self) -> None:
+                outer.stopped = True
+        return Pool()
+
+
+def test_warm_up_keeps_asking_until_the_late_worker_answers_and_gives_up_at_the_time_limit():
+    executor = _OneWorkerAnswers()
+    with pytest.raises(RuntimeError, match="only 1 of 2 workers started"):
+        executor.warm_up(timeout=0.1)
+    assert executor.pings > 2, "one round of pings answered by one worker is not enough"
+    assert executor.stopped, "a pool that failed to start is stopped, not left running"
