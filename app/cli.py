@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Pool processes inherit "ignore SIGINT": Ctrl-C reaches only this process, which stops cleanly.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    interrupted = False
     try:
         engine = Engine(settings)
     except RuntimeError as exc:  # an executor that cannot start (an unreachable Dask cluster, ...)
@@ -116,7 +117,6 @@ def run(args: argparse.Namespace) -> int:
             return 2
         bar = tqdm(unit="img", dynamic_ncols=True, disable=args.quiet, smoothing=0.1)
         counts = {"ok": 0, "error": 0, "skipped": 0}
-        interrupted = False
 
         def on_result(p) -> None:
             if p.total is not None and bar.total != p.total:
@@ -146,8 +146,12 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         _n, failures = engine.store.results(job_id, 0, 10, "error") if job.failed else (0, [])
     finally:
-        signal.signal(signal.SIGINT, previous)
+        # asyncio puts Python's own SIGINT handler back when its loop closes: ignore Ctrl-C again
+        # until the workers are stopped, so a second Ctrl-C cannot break off the shutdown.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         engine.close()
+        if not interrupted:  # once interrupted, Ctrl-C stays ignored: the process is on its way out
+            signal.signal(signal.SIGINT, previous)
 
     ratio = f"{job.output_bytes / job.input_bytes:.3f}" if job.input_bytes else "n/a"
     print(f"images {job.done} of {job.total}: {job.succeeded} succeeded, {job.failed} failed, {job.skipped} skipped")

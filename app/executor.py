@@ -99,30 +99,44 @@ class ProcessExecutor(Executor):
         return self._pool.schedule(execute, args=(task,), timeout=self.task_timeout)
 
     def warm_up(self, timeout: float = 120.0) -> None:
-        """Start every worker now, and return once each one has answered.
+        """Start every worker now, and return once each one has answered."""
+        if not self._all_answer(timeout):
+            self._pool.stop()
+            self._pool.join()
+            raise RuntimeError(f"only {len(self.ready)} of {self.workers} workers started within {timeout:.0f} s")
 
-        One fast worker can answer every ping while another is still starting. A pool shut down
-        at that moment (a command line that stops at an invalid argument) unlinks the locks the
-        late worker is still unpickling, and it dies printing a traceback.
+    def _all_answer(self, timeout: float) -> bool:
+        """Ping until every worker has answered once; False at the time limit.
+
+        One fast worker can answer every ping while another is still starting (at start-up, or
+        a replacement for a worker that crashed or timed out). pebble's shutdown unlinks the
+        channel locks before it stops the workers, so a worker still unpickling those locks
+        dies printing a traceback. Waiting for all of them first avoids that.
         """
         deadline = time.monotonic() + timeout
         self.ready: set[int] = set()
         while len(self.ready) < self.workers:
-            pids = [fut.result(timeout=timeout) for fut in [self.submit(Ping()) for _ in range(self.workers)]]
-            if None in pids:  # the pool is broken; the first image will report it
-                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                pids = [fut.result(timeout=left) for fut in [self.submit(Ping()) for _ in range(self.workers)]]
+            except FutureTimeout:
+                return False
+            if None in pids:  # the pool is broken; the images will report it
+                return True
             self.ready.update(pids)
             if len(self.ready) < self.workers:
-                if time.monotonic() > deadline:
-                    self._pool.stop()
-                    raise RuntimeError(f"only {len(self.ready)} of {self.workers} workers started "
-                                       f"within {timeout:.0f} s")
                 time.sleep(0.005)
+        return True
 
     def shutdown(self) -> None:
+        self._all_answer(timeout=10)  # a replacement worker may still be starting
         self._pool.close()
-        self._pool.join(timeout=30)
-        if self._pool.active:  # pragma: no cover - only when a task hangs at shutdown
+        try:
+            self._pool.join(timeout=30)
+        except TimeoutError:  # a task still running 30 s after the close
+            log.warning("stopping the workers: a task was still running 30 s after shutdown began")
             self._pool.stop()
             self._pool.join()
 

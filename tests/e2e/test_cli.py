@@ -191,3 +191,33 @@ def test_ctrl_c_exits_130_leaves_no_partial_file_and_the_next_run_resumes(tmp_pa
     assert sorted(final) == sorted(rels)
     assert {k: final[k] for k in first} == first, "images done before Ctrl-C were processed again"
     assert temp_files(out) == []
+
+
+def test_ctrl_c_pressed_again_and_again_still_stops_cleanly(tmp_path):
+    """An impatient user: Ctrl-C every 20 ms until the process is gone, through the shutdown."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    slow_folder(src, 12)
+    args = cli_args("--source", str(src), "--output-dir", str(out), "--op", "blur=kernel:101", "--workers", "2")
+    proc = subprocess.Popen(args, cwd=PROJECT_ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not outputs(out):
+            assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.communicate()}"
+            assert time.monotonic() < deadline, "the run wrote nothing in 90 s"
+            time.sleep(0.02)
+        presses = 0
+        while proc.poll() is None and time.monotonic() < deadline:
+            os.killpg(proc.pid, signal.SIGINT)
+            presses += 1
+            time.sleep(0.02)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert presses > 1, "the test should press Ctrl-C more than once"
+    assert proc.returncode == 130, f"exit code 130 expected, got {proc.returncode}\n{stdout}\n{stderr}"
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert temp_files(out) == [], "Ctrl-C left temporary files"
+    assert summary_counts(stdout)["failed"] == 0, stdout

@@ -31,7 +31,7 @@ class _OneWorkerAnswers(ProcessExecutor):
     def __init__(self) -> None:
         Executor.__init__(self, workers=2)
         self.pings = 0
-        self.stopped = False
+        self.stopped = self.joined = False
 
     def _submit(self, task) -> Future:
         self.pings += 1
@@ -46,6 +46,9 @@ class _OneWorkerAnswers(ProcessExecutor):
         class Pool:
             def stop(self) -> None:
                 outer.stopped = True
+
+            def join(self) -> None:
+                outer.joined = outer.stopped
         return Pool()
 
 
@@ -54,4 +57,28 @@ def test_warm_up_keeps_asking_until_the_late_worker_answers_and_gives_up_at_the_
     with pytest.raises(RuntimeError, match="only 1 of 2 workers started"):
         executor.warm_up(timeout=0.1)
     assert executor.pings > 2, "one round of pings answered by one worker is not enough"
-    assert executor.stopped, "a pool that failed to start is stopped, not left running"
+    assert executor.stopped and executor.joined, "a pool that failed to start is stopped, not left running"
+
+
+class Crash:
+    """A task whose worker dies, as with a segfaulting decoder."""
+
+    def run(self) -> None:
+        os._exit(1)
+
+    def failed(self, code: str, message: str) -> tuple[str, str]:
+        return code, message
+
+
+def test_a_crashed_worker_is_replaced_and_shutdown_waits_for_the_replacement(capfd):
+    executor = ProcessExecutor(workers=2)
+    try:
+        executor.warm_up()
+        first = set(executor.ready)
+        code, message = executor.submit(Crash()).result(timeout=60)
+        assert code == "worker_crashed" and "exit code 1" in message, message
+    finally:
+        executor.shutdown()
+    assert len(executor.ready) == 2 and executor.ready - first, \
+        f"shutdown should wait for the replacement worker: {first} -> {executor.ready}"
+    assert "Traceback" not in capfd.readouterr().err
