@@ -47,8 +47,7 @@ class Server:
         self.data_root = data_root
         self.log_path = log_path
         self.settings = settings
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = args
         env = {k: v for k, v in os.environ.items() if not k.startswith("IMGSRV_")}
         env["IMGSRV_DATA_ROOT"] = str(data_root)
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -56,10 +55,17 @@ class Server:
             env[f"IMGSRV_{key.upper()}"] = str(value)
         self.env = env
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "main.py", "--port", str(self.port), *args], cwd=PROJECT_ROOT,
-                                     env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
-        self.client = httpx.Client(base_url=self.url, timeout=REQUEST_TIMEOUT)
         self._descendants: dict[int, psutil.Process] = {}
+        self._port_retries = 3
+        self._launch()
+
+    def _launch(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, "main.py", "--port", str(self.port), *self.args],
+                                     cwd=PROJECT_ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT)
+        self.client = httpx.Client(base_url=self.url, timeout=REQUEST_TIMEOUT)
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -75,6 +81,14 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 log = self.log()
+                if "address already in use" in log and self._port_retries > 0:
+                    # The free port was taken between free_port() and the server's bind: another one.
+                    self._port_retries -= 1
+                    self.client.close()
+                    self._log.write(b"\n[test] port taken, starting again on another port\n")
+                    self._log.flush()
+                    self._launch()
+                    continue
                 self.stop()
                 pytest.fail(f"imgsrv exited with code {self.proc.returncode} during startup "
                             f"(settings {self.settings}); its output:\n{log}", pytrace=False)

@@ -126,7 +126,10 @@ def files_under(folder: Path, skip_state: bool = False) -> dict[str, int]:
             dirs.remove(".imgsrv")
         for n in names:
             p = Path(d) / n
-            out[os.path.relpath(p, folder)] = p.stat().st_mtime_ns
+            try:
+                out[os.path.relpath(p, folder)] = p.stat().st_mtime_ns
+            except FileNotFoundError:  # a temporary file renamed into place since the listing
+                continue
     return out
 
 

@@ -153,7 +153,7 @@ def test_compare_identical_and_with_diff_output(client, server, outdir):
 def test_submit_job_and_wait_with_progress(client, server, outdir):
     slow_folder(server.path(f"{outdir}/in"), 6)
     job_id = client.submit_job(source={"dir": f"{outdir}/in", "pattern": "*.jpg"}, output_dir=f"{outdir}/out",
-                               operations=["blur=kernel:61"])
+                               operations=["blur=kernel:151"])
     assert isinstance(job_id, str) and job_id
     seen: list[dict] = []
     final = client.wait(job_id, poll=0.05, timeout=TIMEOUT, progress=seen.append)
@@ -299,7 +299,7 @@ def test_async_client_end_to_end(server, outdir):
             assert [decode_bytes(m.content).shape[:2] for m in many] == [(512, 512), (256, 256), (128, 128)]
 
             job_id = await c.submit_job(source={"dir": f"{outdir}/in"}, output_dir=f"{outdir}/out",
-                                        operations=["blur=kernel:61"])
+                                        operations=["blur=kernel:151"])
             seen: list[int] = []
 
             async def progress(job: dict) -> None:

@@ -203,11 +203,14 @@ def test_disk_full_is_write_error_and_the_older_output_stays_whole(server, full_
 # --- the per-image time limit ---------------------------------------------------------------------
 
 LIMIT = 1.0
+# About 9 s of work: far enough past the limit that "stopped at the limit" cannot be confused
+# with "ran to the end" on a fast machine, with room for a slow one.
+OVER_LIMIT_OPS = SLOW_OPS * 3
 
 
 @pytest.fixture(scope="module")
 def time_limit(launcher):
-    """Beyond test_workers.py: one slow image (about 3 s of work) and two tiny ones under a 1 s
+    """Beyond test_workers.py: one slow image (about 9 s of work) and two tiny ones under a 1 s
     limit; which worker process is replaced and when it stops, then 20 more requests and a second
     slow image on the new pool. (One slow image at a time: with two at once pebble stops the
     workers one after the other, and whether the second image is reported ``timeout`` or ``ok``
@@ -221,7 +224,7 @@ def time_limit(launcher):
         assert len(before) == 2
         body = {"images": [{"input": slow, "output": "out/slow.jpg"}, {"input": "tiny/t.png", "output": "out/t0.png"},
                            {"input": "tiny/t.png", "output": "out/t1.png"}],
-                "operations": SLOW_OPS}
+                "operations": OVER_LIMIT_OPS}
         stopped: dict[int, float] = {}
         with ThreadPoolExecutor(1) as pool:
             t0 = time.monotonic()
@@ -237,7 +240,8 @@ def time_limit(launcher):
         took = r.elapsed.total_seconds()
         after = wait_for_new_pool(s, set(stopped), 2)
         later = [all_ok(s.process(tiny_request(f"t{i}"))) for i in range(20)]
-        again = s.ok({"images": [{"input": slow, "output": "out/again.jpg"}], "operations": SLOW_OPS})["results"][0]
+        again = s.ok({"images": [{"input": slow, "output": "out/again.jpg"}],
+                      "operations": OVER_LIMIT_OPS})["results"][0]
         last = all_ok(s.process(tiny_request("last")))
         facts = dict(server=s, response=r, took=took, before=before, after=after, stopped=stopped, later=later,
                      again=again, last=last, temp=temp_files(s.data_root))
@@ -275,11 +279,12 @@ def test_time_limit_replaces_the_worker_and_the_pool_serves_on(time_limit):
 
 def test_time_limit_is_enforced_promptly(time_limit):
     """An image over the limit is answered, and its worker stopped, about when the limit expires
-    (limit + 1 s of slack for the pool's 0.1 s polling and a new worker), not when its work ends."""
+    (limit + 2 s of slack for the pool's 0.1 s polling, a new worker and a busy machine), not when
+    its 9 s of work end."""
     stopped = max(time_limit["stopped"].values())
-    assert stopped < LIMIT + 1.0, (f"with IMGSRV_TASK_TIMEOUT={LIMIT:g} the timed-out worker kept running until "
+    assert stopped < LIMIT + 2.0, (f"with IMGSRV_TASK_TIMEOUT={LIMIT:g} the timed-out worker kept running until "
                                    f"{stopped:.2f} s (the end of its OpenCV call, or pebble's 3 s SIGTERM grace)")
-    assert time_limit["took"] < LIMIT + 1.5, (f"with IMGSRV_TASK_TIMEOUT={LIMIT:g} the answer took "
+    assert time_limit["took"] < LIMIT + 2.5, (f"with IMGSRV_TASK_TIMEOUT={LIMIT:g} the answer took "
                                               f"{time_limit['took']:.2f} s")
 
 
@@ -426,7 +431,9 @@ def test_100_slow_clients_do_not_delay_health(server):
             except OSError:
                 dropped.add(i)
         close_all(socks)
-    assert max(latencies) < 1.0, f"GET /health took up to {max(latencies):.3f} s with {n} slow clients"
+    # Served at once (tens of ms here); a single stall of a busy machine is not a failure.
+    assert statistics.median(latencies) < 0.5 and max(latencies) < 3.0, \
+        f"GET /health with {n} slow clients: median {statistics.median(latencies):.3f} s, max {max(latencies):.3f} s"
     print(f"\n[slow clients] {n} connections, 1 byte / {interval:g} s for {duration:g} s ({sent[0]} bytes): "
           f"GET /health x{len(latencies)} median {statistics.median(latencies) * 1000:.1f} ms, "
           f"max {max(latencies) * 1000:.1f} ms; a /process {work * 1000:.0f} ms; "

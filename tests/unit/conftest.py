@@ -7,8 +7,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from tests import images
+
+# The property tests draw the same examples on every run, so that the suite's outcome depends on
+# the code alone; HYPOTHESIS_PROFILE=explore draws new ones each run, to look for new failures.
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 def load(name: str, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
