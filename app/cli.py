@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -106,6 +107,18 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
         print(f"imgsrv: {exc}", file=sys.stderr)
         return 2
+    # Ctrl-C asks the running job to stop, from the first image until the workers are stopped.
+    # A plain handler rather than the loop's own: asyncio puts Python's handler back when its
+    # loop closes, and a Ctrl-C after that would break off the shutdown with a traceback.
+    running: list = []  # (loop, stop) while the job runs
+
+    def on_sigint(_signum, _frame) -> None:
+        if running:
+            loop, stop = running[0]
+            with contextlib.suppress(RuntimeError):  # the loop has closed: already on the way out
+                loop.call_soon_threadsafe(stop)
+
+    signal.signal(signal.SIGINT, on_sigint)
     try:
         try:
             job_id = submit_job(engine, operations=operations, metadata=args.metadata,
@@ -137,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
                     bar.write("imgsrv: interrupted; finishing the images in flight (run again to resume)")
                 runner.cancel()
 
-            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop)
+            running.append((asyncio.get_running_loop(), stop))
             return await runner.run()
 
         start = time.perf_counter()
@@ -146,12 +159,10 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         _n, failures = engine.store.results(job_id, 0, 10, "error") if job.failed else (0, [])
     finally:
-        # asyncio puts Python's own SIGINT handler back when its loop closes: ignore Ctrl-C again
-        # until the workers are stopped, so a second Ctrl-C cannot break off the shutdown.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
         engine.close()
-        if not interrupted:  # once interrupted, Ctrl-C stays ignored: the process is on its way out
-            signal.signal(signal.SIGINT, previous)
+        # Once interrupted, further Ctrl-C are ignored: the process is on its way out (and Python
+        # resets its own handlers as it exits, which would let one kill it).
+        signal.signal(signal.SIGINT, signal.SIG_IGN if interrupted else previous)
 
     ratio = f"{job.output_bytes / job.input_bytes:.3f}" if job.input_bytes else "n/a"
     print(f"images {job.done} of {job.total}: {job.succeeded} succeeded, {job.failed} failed, {job.skipped} skipped")

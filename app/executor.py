@@ -12,7 +12,7 @@ import logging
 import multiprocessing
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from pebble import ProcessExpired, ProcessPool
@@ -94,49 +94,57 @@ class ProcessExecutor(Executor):
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["app.worker"])
         self._pool = ProcessPool(max_workers=workers, initializer=init_worker, context=ctx)
+        self.ready: set[int] = set()  # the worker processes that answered the last round of pings
+        self._crashes_when_ready = 0
 
     def _submit(self, task: Task) -> Future:
         return self._pool.schedule(execute, args=(task,), timeout=self.task_timeout)
 
     def warm_up(self, timeout: float = 120.0) -> None:
         """Start every worker now, and return once each one has answered."""
-        if not self._all_answer(timeout):
+        outcome = self._all_answer(timeout)
+        if outcome is not None:
             self._pool.stop()
             self._pool.join()
-            raise RuntimeError(f"only {len(self.ready)} of {self.workers} workers started within {timeout:.0f} s")
+            raise RuntimeError(f"the worker pool could not start: {outcome}")
 
-    def _all_answer(self, timeout: float) -> bool:
-        """Ping until every worker has answered once; False at the time limit.
+    def _all_answer(self, timeout: float) -> str | None:
+        """Ping until every worker has answered once: None then, or what went wrong.
 
         One fast worker can answer every ping while another is still starting (at start-up, or
         a replacement for a worker that crashed or timed out). pebble's shutdown unlinks the
         channel locks before it stops the workers, so a worker still unpickling those locks
-        dies printing a traceback. Waiting for all of them first avoids that.
+        dies printing a traceback. Waiting for all of them first narrows that to a worker
+        replaced during the shutdown itself.
         """
         deadline = time.monotonic() + timeout
-        self.ready: set[int] = set()
-        while len(self.ready) < self.workers:
+        ready: set[int] = set()
+        while True:
             left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            try:
-                pids = [fut.result(timeout=left) for fut in [self.submit(Ping()) for _ in range(self.workers)]]
-            except FutureTimeout:
-                return False
-            if None in pids:  # the pool is broken; the images will report it
-                return True
-            self.ready.update(pids)
-            if len(self.ready) < self.workers:
-                time.sleep(0.005)
-        return True
+            futures = [self.submit(Ping()) for _ in range(self.workers)]
+            done, _ = wait(futures, timeout=max(left, 0))
+            answers = [f.result() for f in done]
+            broken = [a for a in answers if not isinstance(a, int)]
+            if broken:
+                return broken[0]
+            ready.update(answers)
+            if len(ready) >= self.workers:
+                self.ready, self._crashes_when_ready = ready, self.crashes
+                return None
+            if time.monotonic() >= deadline:
+                return f"only {len(ready)} of {self.workers} workers answered within {timeout:g} s"
+            time.sleep(0.05)
 
     def shutdown(self) -> None:
-        self._all_answer(timeout=10)  # a replacement worker may still be starting
+        if self.crashes != self._crashes_when_ready:  # a replacement worker may still be starting
+            problem = self._all_answer(timeout=10)
+            if problem:
+                log.warning("shutting the pool down without waiting for every worker: %s", problem)
         self._pool.close()
         try:
             self._pool.join(timeout=30)
-        except TimeoutError:  # a task still running 30 s after the close
-            log.warning("stopping the workers: a task was still running 30 s after shutdown began")
+        except TimeoutError:
+            log.warning("stopping the workers: a task was still running 30 s after the pool was closed")
             self._pool.stop()
             self._pool.join()
 

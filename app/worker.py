@@ -116,8 +116,8 @@ class Ping:
     def run(self) -> int:
         return os.getpid()
 
-    def failed(self, code: str, message: str) -> None:
-        return None
+    def failed(self, code: str, message: str) -> str:
+        return f"{code}: {message}"
 
 
 def execute(task):

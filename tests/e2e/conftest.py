@@ -60,6 +60,8 @@ class Server:
         self._launch()
 
     def _launch(self) -> None:
+        self._log.flush()
+        self._launched_at = self.log_path.stat().st_size  # where this launch's output starts
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([sys.executable, "main.py", "--port", str(self.port), *self.args],
@@ -81,7 +83,8 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 log = self.log()
-                if "address already in use" in log and self._port_retries > 0:
+                this_launch = self.log_path.read_bytes()[self._launched_at:]
+                if b"address already in use" in this_launch and self._port_retries > 0:
                     # The free port was taken between free_port() and the server's bind: another one.
                     self._port_retries -= 1
                     self.client.close()

@@ -25,18 +25,21 @@ def test_warm_up_returns_once_every_worker_has_answered():
         executor.shutdown()
 
 
-class _OneWorkerAnswers(ProcessExecutor):
-    """Two workers, of which only one ever answers (the other never finishes starting)."""
+class _FakePool(ProcessExecutor):
+    """Two workers behind a fake pool whose pings all get ``answer`` (a pid, or an exception)."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer) -> None:
         Executor.__init__(self, workers=2)
-        self.pings = 0
+        self.answer, self.pings = answer, 0
         self.stopped = self.joined = False
 
     def _submit(self, task) -> Future:
         self.pings += 1
         fut: Future = Future()
-        fut.set_result(4242)
+        if isinstance(self.answer, BaseException):
+            fut.set_exception(self.answer)
+        else:
+            fut.set_result(self.answer)
         return fut
 
     @property
@@ -53,11 +56,20 @@ class _OneWorkerAnswers(ProcessExecutor):
 
 
 def test_warm_up_keeps_asking_until_the_late_worker_answers_and_gives_up_at_the_time_limit():
-    executor = _OneWorkerAnswers()
-    with pytest.raises(RuntimeError, match="only 1 of 2 workers started"):
-        executor.warm_up(timeout=0.1)
+    executor = _FakePool(4242)  # the same worker answers every time: the other never starts
+    with pytest.raises(RuntimeError, match="could not start: only 1 of 2 workers answered within 0.3 s"):
+        executor.warm_up(timeout=0.3)
     assert executor.pings > 2, "one round of pings answered by one worker is not enough"
     assert executor.stopped and executor.joined, "a pool that failed to start is stopped, not left running"
+
+
+def test_warm_up_fails_when_the_pool_is_broken():
+    """Workers that die as they start (pebble: "All workers expired") fail the start-up, not every image."""
+    executor = _FakePool(RuntimeError("All workers expired"))
+    with pytest.raises(RuntimeError, match="could not start: worker_crashed: .*All workers expired"):
+        executor.warm_up(timeout=5)
+    assert executor.pings == 2
+    assert executor.stopped and executor.joined
 
 
 class Crash:
@@ -70,7 +82,7 @@ class Crash:
         return code, message
 
 
-def test_a_crashed_worker_is_replaced_and_shutdown_waits_for_the_replacement(capfd):
+def test_a_crashed_worker_is_replaced_and_shutdown_waits_for_the_replacement():
     executor = ProcessExecutor(workers=2)
     try:
         executor.warm_up()
@@ -81,4 +93,3 @@ def test_a_crashed_worker_is_replaced_and_shutdown_waits_for_the_replacement(cap
         executor.shutdown()
     assert len(executor.ready) == 2 and executor.ready - first, \
         f"shutdown should wait for the replacement worker: {first} -> {executor.ready}"
-    assert "Traceback" not in capfd.readouterr().err
