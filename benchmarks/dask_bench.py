@@ -2,7 +2,7 @@
 """W1 (the seed pipeline) on a two-worker local Dask cluster against the local process pool,
 on the same files in the same run, and an estimate for 270,000 images on 1, 4 and 16 machines.
 
-    python benchmarks/dask_bench.py [--count 64] [--rounds 2]
+    python benchmarks/dask_bench.py [--count 64] [--rounds 2] [--out benchmarks/dask.md]
 
 The cluster is `dask scheduler` plus two `dask worker` processes (one thread each) on this
 machine, with imgsrv's code importable (PYTHONPATH); both methods are `python main.py run`
@@ -23,7 +23,8 @@ PROJECT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, PROJECT)
 
-from bench import CORES, RATE_RE, SIZE, WORKLOADS, free_port, kill_tree, prepare_data  # noqa: E402
+from bench import (CORES, RATE_RE, SIZE, WORKLOADS, free_port, kill_tree, loadavg, machine_line,  # noqa: E402
+                   prepare_data, publish)
 
 SEED_IMAGES = 270_000
 
@@ -43,11 +44,20 @@ def _run(src: str, executor: str) -> float:
         shutil.rmtree(out, ignore_errors=True)
 
 
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes >= 10 else f"{minutes:.1f} min"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--out", default=os.path.join(HERE, "dask.md"), help="markdown report ('' to only print)")
     a = ap.parse_args()
+    started, load_start = time.strftime("%Y-%m-%d %H:%M %Z"), loadavg()
     src = prepare_data(a.count, 0)
     dask = shutil.which("dask", path=os.path.dirname(sys.executable)) or "dask"
     port = free_port()
@@ -80,17 +90,22 @@ def main() -> int:
                 kill_tree(p.pid)
         log.close()
     local, dsk = max(results["local process pool"]), max(results["Dask, 2 local workers"])
-    print(f"\nW1, {a.count} images of {SIZE[0]}x{SIZE[1]}, best of {a.rounds} rounds, {CORES} cores:\n")
-    print("| executor | images/s | relative |\n|---|---:|---:|")
-    print(f"| local process pool ({CORES} workers) | {local:.1f} | 1.00 |")
-    print(f"| Dask, scheduler + 2 workers on the same machine | {dsk:.1f} | {dsk / local:.2f} |")
-    per_machine = dsk  # one machine's throughput through Dask, scheduling overhead included
-    print(f"\nEstimate for {SEED_IMAGES:,} images at {per_machine:.1f} images/s per {CORES}-core machine "
-          "(linear: it assumes the shared filesystem and the one scheduler keep up, which this "
-          "benchmark does not measure):\n")
-    print("| machines | hours |\n|---:|---:|")
-    for n in (1, 4, 16):
-        print(f"| {n} | {SEED_IMAGES / (per_machine * n) / 3600:.2f} |")
+    lines = ["# Dask against the local pool (W1)\n",
+             f"Machine: {machine_line()}.  ",
+             f"Date: {started}; load average {load_start} at the start, {loadavg()} at the end.  ",
+             f"Command: `python benchmarks/dask_bench.py --count {a.count} --rounds {a.rounds}`\n",
+             f"W1, {a.count} images of {SIZE[0]}x{SIZE[1]}, best of {a.rounds} rounds, {CORES} cores:\n",
+             "| executor | images/s | relative |", "|---|---:|---:|",
+             f"| local process pool ({CORES} workers) | {local:.1f} | 1.00 |",
+             f"| Dask, scheduler + 2 workers on the same machine | {dsk:.1f} | {dsk / local:.2f} |",
+             (f"\nFrom those measured rates, {SEED_IMAGES:,} seed images take (linear: it assumes the shared "
+              "filesystem and the one scheduler keep up, which this benchmark does not measure):\n"),
+             (f"| {CORES}-core machines | at {dsk:.1f} images/s each (measured through Dask) | at {local:.1f} (the "
+              "local pool's rate, the bound when the scheduler runs elsewhere) |"),
+             "|---:|---:|---:|"]
+    lines += [f"| {n} | {_duration(SEED_IMAGES / (dsk * n))} | {_duration(SEED_IMAGES / (local * n))} |"
+              for n in (1, 4, 16)]
+    publish("\n".join(lines) + "\n", a.out or None)
     return 0
 
 

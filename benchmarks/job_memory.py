@@ -2,7 +2,7 @@
 """Server memory against job size: peak RSS of the server process while it runs a job over
 N tiny generated images, for several N. Flat figures mean memory does not grow with the job.
 
-    python benchmarks/job_memory.py --counts 10000,100000
+    python benchmarks/job_memory.py --counts 10000,100000 [--out benchmarks/job-memory.md]
 
 Each count gets a fresh data root under benchmarks/data/memory (kept between runs, so the
 images are generated once). Loopback only; the server is stopped at the end.
@@ -25,6 +25,9 @@ import psutil
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from bench import loadavg, machine_line, publish  # noqa: E402
 
 
 def make_images(folder: Path, count: int) -> None:
@@ -96,19 +99,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--counts", default="10000,100000")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--out", default=str(HERE / "job-memory.md"), help="markdown report ('' to only print)")
     a = ap.parse_args()
+    started, load_start = time.strftime("%Y-%m-%d %H:%M %Z"), loadavg()
     rows = []
     for n in (int(x) for x in a.counts.split(",")):
         r = measure(HERE / "data" / f"memory-{n}", n, a.workers)
         rows.append(r)
-        print(f"{n:>8} images: server RSS {r['rss_before_mb']:.0f} MB before, peak {r['rss_peak_mb']:.0f} MB "
-              f"(+{r['growth_mb']:.0f} MB), {r['images_per_s']:.0f} images/s, "
+        print(f"{n:>8} images: server RSS {r['rss_before_mb']:.1f} MiB before, peak {r['rss_peak_mb']:.1f} MiB "
+              f"(+{r['growth_mb']:.1f} MiB), {r['images_per_s']:.0f} images/s, "
               f"GET /jobs/{{id}} p95 {r['status_p95_ms']:.1f} ms", flush=True)
-    print("\n| images | server RSS before (MB) | peak (MB) | growth (MB) | images/s | GET /jobs/{id} p95 (ms) |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['count']:,} | {r['rss_before_mb']:.0f} | {r['rss_peak_mb']:.0f} | {r['growth_mb']:.0f} | "
-              f"{r['images_per_s']:.0f} | {r['status_p95_ms']:.1f} |")
+    lines = ["# Server memory against job size\n",
+             f"Machine: {machine_line()}.  ",
+             f"Date: {started}; load average {load_start} at the start, {loadavg()} at the end.  ",
+             f"Command: `python benchmarks/job_memory.py --counts {a.counts} --workers {a.workers}`\n",
+             ("| images (16x16 JPEGs, `grayscale`) | server RSS before (MiB) | peak during the job (MiB) | growth (MiB) "
+              "| images/s | `GET /jobs/{id}` p95 while running (ms) |"),
+             "|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['count']:,} | {r['rss_before_mb']:.1f} | {r['rss_peak_mb']:.1f} | {r['growth_mb']:+.1f} | "
+              f"{r['images_per_s']:,.0f} | {r['status_p95_ms']:.1f} |" for r in rows]
+    publish("\n".join(lines) + "\n", a.out or None)
 
 
 if __name__ == "__main__":
