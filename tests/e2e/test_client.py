@@ -9,15 +9,13 @@ import asyncio
 import io
 import zipfile
 
-import cv2
-import numpy as np
 import pytest
 
 from app.client import (AsyncClient, Client, ForbiddenPath, ImgsrvError, JobTimeout, NotFound, QueueFull,
                         RenderResult, ServerError, TooLarge, ValidationError)
 
 from .conftest import TESTIMAGES
-from .helpers import size_of
+from .helpers import decode_bytes, size_of
 from .jobs_helpers import slow_folder
 
 TIMEOUT = 120.0
@@ -28,11 +26,6 @@ def client(server):
     with Client(server.url, timeout=TIMEOUT) as c:
         yield c
 
-
-def decode_bytes(blob: bytes) -> np.ndarray:
-    img = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_UNCHANGED)
-    assert img is not None, "the bytes do not decode as an image"
-    return img
 
 
 # -- the error hierarchy ------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.client import Client
 
 from .conftest import REQUEST_TIMEOUT, TESTIMAGES, Launcher, Server
-from .helpers import decode, entry, size_of, snapshot, temp_files, write_image
+from .helpers import decode, decode_bytes, entry, size_of, snapshot, temp_files, write_image
 
 UPLOAD_LIMIT = 200_000
 LOG_FORMAT = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) (?P<process>\S+) (?P<thread>.+?) "
@@ -67,11 +67,6 @@ def render(server: Server, data: bytes, operations: str = "[]", fmt: str | None 
         form["format"] = fmt
     return server.client.post("/render", files={"file": (filename, data, "application/octet-stream")}, data=form)
 
-
-def decode_bytes(blob: bytes) -> np.ndarray:
-    img = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_UNCHANGED)
-    assert img is not None, "the answer does not decode as an image"
-    return img
 
 
 def listing(folder: Path) -> set[str]:
