@@ -41,7 +41,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .color import luma
 from .geometry import Box
 
 _TJSAMP_420 = 2
@@ -250,7 +249,7 @@ def crop(p: Planes, box: Box) -> Planes:
 def ycbcr(bgr: Sequence[int]) -> tuple[int, int, int]:
     """A ``[b, g, r]`` colour in JPEG's YCbCr (JFIF, full range)."""
     b, g, r = bgr
-    y = luma(b, g, r)
+    y = 0.299 * r + 0.587 * g + 0.114 * b
     cb = 128 - 0.168736 * r - 0.331264 * g + 0.5 * b
     cr = 128 + 0.5 * r - 0.418688 * g - 0.081312 * b
     return tuple(min(255, max(0, int(round(v)))) for v in (y, cb, cr))  # type: ignore[return-value]

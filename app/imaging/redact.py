@@ -6,7 +6,6 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from .color import luma
 from .geometry import Box
 
 
@@ -14,7 +13,7 @@ def pixel_color(img: np.ndarray, bgr: Sequence[int]) -> tuple[int, ...] | int:
     """A ``[b, g, r]`` colour in the image's own layout (gray: luminance; BGRA: opaque)."""
     b, g, r = bgr
     if img.ndim == 2:
-        return int(round(luma(b, g, r)))
+        return int(round(0.114 * b + 0.587 * g + 0.299 * r))
     if img.shape[2] == 4:
         return (b, g, r, 255)
     return (b, g, r)
