@@ -107,16 +107,21 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
         print(f"imgsrv: {exc}", file=sys.stderr)
         return 2
-    # Ctrl-C asks the running job to stop, from the first image until the workers are stopped.
-    # A plain handler rather than the loop's own: asyncio puts Python's handler back when its
-    # loop closes, and a Ctrl-C after that would break off the shutdown with a traceback.
+    # From here until the workers are stopped, Ctrl-C asks the job to stop (while the pool
+    # starts, above, it is ignored). A plain handler rather than the loop's own: asyncio puts
+    # Python's handler back when its loop closes, and a Ctrl-C after that would break off the
+    # shutdown with a traceback.
     running: list = []  # (loop, stop) while the job runs
+    pressed_early = False  # Ctrl-C before the job started: it stops as soon as it starts
 
     def on_sigint(_signum, _frame) -> None:
+        nonlocal pressed_early
         if running:
             loop, stop = running[0]
             with contextlib.suppress(RuntimeError):  # the loop has closed: already on the way out
                 loop.call_soon_threadsafe(stop)
+        else:
+            pressed_early = True
 
     signal.signal(signal.SIGINT, on_sigint)
     try:
@@ -145,13 +150,20 @@ def run(args: argparse.Namespace) -> int:
 
             def stop() -> None:
                 nonlocal interrupted
+                if not running:  # the job ended before this Ctrl-C was handled
+                    return
                 if not interrupted:
                     interrupted = True
                     bar.write("imgsrv: interrupted; finishing the images in flight (run again to resume)")
                 runner.cancel()
 
             running.append((asyncio.get_running_loop(), stop))
-            return await runner.run()
+            if pressed_early:
+                stop()
+            try:
+                return await runner.run()
+            finally:
+                running.clear()  # a Ctrl-C after the last image does not make a finished job "interrupted"
 
         start = time.perf_counter()
         job = asyncio.run(go())

@@ -94,7 +94,7 @@ class ProcessExecutor(Executor):
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["app.worker"])
         self._pool = ProcessPool(max_workers=workers, initializer=init_worker, context=ctx)
-        self.ready: set[int] = set()  # the worker processes that answered the last round of pings
+        self.ready: set[int] = set()  # the workers (pids) that answered in the last complete wait
         self._crashes_when_ready = 0
 
     def _submit(self, task: Task) -> Future:
@@ -102,14 +102,14 @@ class ProcessExecutor(Executor):
 
     def warm_up(self, timeout: float = 120.0) -> None:
         """Start every worker now, and return once each one has answered."""
-        outcome = self._all_answer(timeout)
-        if outcome is not None:
+        problem = self._wait_for_every_worker(timeout)
+        if problem is not None:
             self._pool.stop()
             self._pool.join()
-            raise RuntimeError(f"the worker pool could not start: {outcome}")
+            raise RuntimeError(f"the worker pool could not start: {problem}")
 
-    def _all_answer(self, timeout: float) -> str | None:
-        """Ping until every worker has answered once: None then, or what went wrong.
+    def _wait_for_every_worker(self, timeout: float) -> str | None:
+        """Ping until every worker has answered once; the problem if they did not, else None.
 
         One fast worker can answer every ping while another is still starting (at start-up, or
         a replacement for a worker that crashed or timed out). pebble's shutdown unlinks the
@@ -137,7 +137,7 @@ class ProcessExecutor(Executor):
 
     def shutdown(self) -> None:
         if self.crashes != self._crashes_when_ready:  # a replacement worker may still be starting
-            problem = self._all_answer(timeout=10)
+            problem = self._wait_for_every_worker(timeout=10)
             if problem:
                 log.warning("shutting the pool down without waiting for every worker: %s", problem)
         self._pool.close()

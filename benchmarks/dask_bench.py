@@ -44,6 +44,11 @@ def _run(src: str, executor: str) -> float:
         shutil.rmtree(out, ignore_errors=True)
 
 
+def _out_arg(out: str) -> str:
+    """The --out part of the command line, when it is not the default."""
+    return "" if os.path.abspath(out or "") == os.path.join(HERE, "dask.md") else f" --out {out!r}"
+
+
 def _duration(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} h"
@@ -93,7 +98,7 @@ def main() -> int:
     lines = ["# Dask against the local pool (W1)\n",
              f"Machine: {machine_line()}.  ",
              f"Date: {started}; load average {load_start} at the start, {loadavg()} at the end.  ",
-             f"Command: `python benchmarks/dask_bench.py --count {a.count} --rounds {a.rounds}`\n",
+             f"Command: `python benchmarks/dask_bench.py --count {a.count} --rounds {a.rounds}{_out_arg(a.out)}`\n",
              f"W1, {a.count} images of {SIZE[0]}x{SIZE[1]}, best of {a.rounds} rounds, {CORES} cores:\n",
              "| executor | images/s | relative |", "|---|---:|---:|",
              f"| local process pool ({CORES} workers) | {local:.1f} | 1.00 |",

@@ -112,7 +112,8 @@ def main() -> None:
     lines = ["# Server memory against job size\n",
              f"Machine: {machine_line()}.  ",
              f"Date: {started}; load average {load_start} at the start, {loadavg()} at the end.  ",
-             f"Command: `python benchmarks/job_memory.py --counts {a.counts} --workers {a.workers}`\n",
+             (f"Command: `python benchmarks/job_memory.py --counts {a.counts} --workers {a.workers}"
+              + ("" if Path(a.out or ".").resolve() == HERE / "job-memory.md" else f" --out {a.out!r}") + "`\n"),
              ("| images (16x16 JPEGs, `grayscale`) | server RSS before (MiB) | peak during the job (MiB) | growth (MiB) "
               "| images/s | `GET /jobs/{id}` p95 while running (ms) |"),
              "|---:|---:|---:|---:|---:|---:|"]

@@ -91,6 +91,7 @@ class Server:
                     self._log.write(b"\n[test] port taken, starting again on another port\n")
                     self._log.flush()
                     self._launch()
+                    deadline = time.monotonic() + STARTUP_TIMEOUT
                     continue
                 self.stop()
                 pytest.fail(f"imgsrv exited with code {self.proc.returncode} during startup "

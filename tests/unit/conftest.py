@@ -13,6 +13,8 @@ from tests import images
 
 # The property tests draw the same examples on every run, so that the suite's outcome depends on
 # the code alone; HYPOTHESIS_PROFILE=explore draws new ones each run, to look for new failures.
+# (Loading a profile is global: in a whole-suite run it applies to the e2e tests too, where
+# test_schemathesis.py sets its own settings.)
 settings.register_profile("repeatable", derandomize=True, database=None)
 settings.register_profile("explore")
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))

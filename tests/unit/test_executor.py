@@ -25,21 +25,24 @@ def test_warm_up_returns_once_every_worker_has_answered():
         executor.shutdown()
 
 
-class _FakePool(ProcessExecutor):
-    """Two workers behind a fake pool whose pings all get ``answer`` (a pid, or an exception)."""
+class _FakeExecutor(ProcessExecutor):
+    """Two workers behind a fake pool. Ping ``n`` gets ``answers(n)``: a pid, or an exception."""
 
-    def __init__(self, answer) -> None:
+    def __init__(self, answers) -> None:
         Executor.__init__(self, workers=2)
-        self.answer, self.pings = answer, 0
-        self.stopped = self.joined = False
+        self.answers, self.pings = answers, 0
+        self.ready, self._crashes_when_ready = set(), 0
+        self.calls: list[str] = []
+        self.join_times_out = False
 
     def _submit(self, task) -> Future:
+        answer = self.answers(self.pings)
         self.pings += 1
         fut: Future = Future()
-        if isinstance(self.answer, BaseException):
-            fut.set_exception(self.answer)
+        if isinstance(answer, BaseException):
+            fut.set_exception(answer)
         else:
-            fut.set_result(self.answer)
+            fut.set_result(answer)
         return fut
 
     @property
@@ -47,29 +50,51 @@ class _FakePool(ProcessExecutor):
         outer = self
 
         class Pool:
-            def stop(self) -> None:
-                outer.stopped = True
+            def close(self) -> None:
+                outer.calls.append("close")
 
-            def join(self) -> None:
-                outer.joined = outer.stopped
+            def stop(self) -> None:
+                outer.calls.append("stop")
+
+            def join(self, timeout: float | None = None) -> None:
+                outer.calls.append(f"join({timeout})")
+                if timeout is not None and outer.join_times_out:
+                    raise TimeoutError("Tasks are still being executed")
         return Pool()
 
 
-def test_warm_up_keeps_asking_until_the_late_worker_answers_and_gives_up_at_the_time_limit():
-    executor = _FakePool(4242)  # the same worker answers every time: the other never starts
+def test_warm_up_keeps_asking_until_the_late_worker_answers():
+    executor = _FakeExecutor(lambda n: 1001 if n < 7 else 1002)  # the second worker answers from ping 8 on
+    executor.warm_up(timeout=10)
+    assert executor.ready == {1001, 1002}
+    assert executor.pings == 8
+    assert executor.calls == [], "a pool that started is left running"
+
+
+def test_warm_up_gives_up_at_the_time_limit_and_stops_the_pool():
+    executor = _FakeExecutor(lambda n: 4242)  # the same worker answers every time: the other never starts
     with pytest.raises(RuntimeError, match="could not start: only 1 of 2 workers answered within 0.3 s"):
         executor.warm_up(timeout=0.3)
     assert executor.pings > 2, "one round of pings answered by one worker is not enough"
-    assert executor.stopped and executor.joined, "a pool that failed to start is stopped, not left running"
+    assert executor.calls == ["stop", "join(None)"], "a pool that failed to start is stopped, not left running"
 
 
 def test_warm_up_fails_when_the_pool_is_broken():
     """Workers that die as they start (pebble: "All workers expired") fail the start-up, not every image."""
-    executor = _FakePool(RuntimeError("All workers expired"))
+    executor = _FakeExecutor(lambda n: RuntimeError("All workers expired"))
     with pytest.raises(RuntimeError, match="could not start: worker_crashed: .*All workers expired"):
         executor.warm_up(timeout=5)
     assert executor.pings == 2
-    assert executor.stopped and executor.joined
+    assert executor.calls == ["stop", "join(None)"]
+
+
+def test_shutdown_stops_a_pool_whose_task_outlives_the_grace_period(caplog):
+    executor = _FakeExecutor(lambda n: 1001)
+    executor.join_times_out = True
+    executor.shutdown()
+    assert executor.pings == 0, "no replacement worker: nothing to wait for"
+    assert executor.calls == ["close", "join(30)", "stop", "join(None)"]
+    assert "still running 30 s after the pool was closed" in caplog.text
 
 
 class Crash:
