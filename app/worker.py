@@ -3,7 +3,6 @@ pipeline) becomes one Report. Tasks carry paths and the plan, never pixels, and 
 never raises: every failure is reported with its error code."""
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import os
 import signal
@@ -206,9 +205,7 @@ class Source:
 
     def take(self) -> bytes:
         data, self.data = self.data, None
-        if data is None:  # pragma: no cover - render takes the bytes once
-            raise RuntimeError("the input's bytes were already taken")
-        return data
+        return data  # type: ignore[return-value]  # render takes them once
 
 
 def render(source: Source, header: Header, pipeline: Pipeline, fmt: str, max_pixels: int, planes: bool,
@@ -218,23 +215,12 @@ def render(source: Source, header: Header, pipeline: Pipeline, fmt: str, max_pix
     A JPEG-to-JPEG pipeline of crops and fills runs on the YCbCr planes when it can (``planes``
     allows it; see imaging.planar); everything else decodes to pixels.
     """
-    enc = pipeline.encode
     exif = header.exif if pipeline.metadata == "keep" else None
-    if planes and fmt == "jpeg" and header.format == "jpeg" and not header.gray and header.orientation == 1:
-        steps = pipeline.plan_planes(header.width, header.height)
-        result = None if steps is None else run_planes(source.data, steps, timings)  # type: ignore[arg-type]
-        if result is not None:
-            t = time.perf_counter()
-            try:
-                blob: bytes | None = planar.encode(result, enc.quality)
-            except (OSError, ValueError, ctypes.ArgumentError):
-                blob = None  # the usual path below encodes it (and reports its errors)
-            timings.add("encode", time.perf_counter() - t)
-            if blob is not None:
-                source.take()
-                if exif:
-                    blob = codec.insert_exif(blob, exif)
-                return [Rendered((), blob, result.width, result.height)]
+    if planes and fmt == "jpeg" and header.format == "jpeg" and header.orientation == 1:
+        out = _render_planes(source.data, header, pipeline, exif, timings)  # type: ignore[arg-type]
+        if out is not None:
+            source.take()  # done with the input's bytes (run_task writes the outputs next)
+            return [out]
 
     t = time.perf_counter()
     w, h = (header.height, header.width) if header.orientation >= 5 else (header.width, header.height)
@@ -249,6 +235,7 @@ def render(source: Source, header: Header, pipeline: Pipeline, fmt: str, max_pix
         raise InvalidOperation(f"OpenCV refused the operation: {exc.err or exc}") from None
     del image
     t = time.perf_counter()
+    enc = pipeline.encode
     out = []
     for item in items:
         blob = codec.encode(item.image, fmt, enc.quality, enc.optimize, enc.progressive, enc.compression, exif)
@@ -257,6 +244,24 @@ def render(source: Source, header: Header, pipeline: Pipeline, fmt: str, max_pix
         out.append(Rendered(item.suffix, blob, item.image.shape[1], item.image.shape[0], faces))
     timings.add("encode", time.perf_counter() - t)
     return out
+
+
+def _render_planes(data: bytes, header: Header, pipeline: Pipeline, exif: bytes | None,
+                   timings: Timings) -> Rendered | None:
+    """The pipeline on a 4:2:0 JPEG's YCbCr planes; None when it needs the pixels, or the planes
+    cannot be decoded or encoded (then the usual path runs, and reports any error)."""
+    steps = pipeline.plan_planes(header.width, header.height)
+    result = None if steps is None else run_planes(data, steps, timings)
+    if result is None:
+        return None
+    t = time.perf_counter()
+    blob = planar.encode(result, pipeline.encode.quality)
+    timings.add("encode", time.perf_counter() - t)
+    if blob is None:
+        return None
+    if exif:
+        blob = codec.insert_exif(blob, exif)
+    return Rendered((), blob, result.width, result.height)
 
 
 def _ms(start: float) -> float:

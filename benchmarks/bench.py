@@ -403,25 +403,25 @@ def child_parallel_floor(wl_name: str, src: str) -> dict:
             "encode_ms": statistics.mean(enc) * 1000}
 
 
-def _task(wl: Workload, src: str, dst: str, f: str):
+def _task(wl: Workload, dst: str, f: str, planes: bool):
     from app.storage import output_names
     from app.worker import Task
 
-    from app.config import Settings
-
     pipe = _pipeline(wl)
     out = _out_name(dst, f, wl.fmt)
-    return Task(f, tuple(output_names(out, pipe.fanout_shape)), pipe, 10 ** 9, planes=Settings().jpeg_planes)
+    return Task(f, tuple(output_names(out, pipe.fanout_shape)), pipe, 10 ** 9, planes=planes)
 
 
 def child_runtask(mode: str, wl_name: str, src: str, dst: str) -> dict:
     """imgsrv's worker function without the engine: sequential (per-stage times) or a ThreadPool."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from app.config import Settings
     from app.worker import init_worker, run_task
 
     wl = WORKLOADS[wl_name]
-    tasks = [_task(wl, src, dst, f) for f in _files(src)]
+    planes = Settings().jpeg_planes  # IMGSRV_JPEG_PLANES, as the service reads it
+    tasks = [_task(wl, dst, f, planes) for f in _files(src)]
     t = time.perf_counter()
     if mode == "stages":
         init_worker()

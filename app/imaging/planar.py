@@ -152,11 +152,13 @@ _problem: str | None = None
 
 
 _NAMES = ("libturbojpeg.so.0", "libturbojpeg.0.dylib", "libturbojpeg.dylib")
+# Where the loader does not look: a conda environment's lib/, and Homebrew's jpeg-turbo, which
+# is keg-only (not linked into Homebrew's lib/).
+_FOLDERS = (os.path.join(sys.prefix, "lib"), "/opt/homebrew/opt/jpeg-turbo/lib", "/usr/local/opt/jpeg-turbo/lib")
 
 
 def _library_paths():
-    # A conda environment keeps its libraries under sys.prefix, where the loader does not look.
-    yield from (p for p in (os.path.join(sys.prefix, "lib", n) for n in _NAMES) if os.path.exists(p))
+    yield from (p for p in (os.path.join(d, n) for d in _FOLDERS for n in _NAMES) if os.path.exists(p))
     yield from _NAMES  # the loader's own search
     found = ctypes.util.find_library("turbojpeg")  # slower (runs ldconfig): last
     if found:
@@ -265,9 +267,13 @@ def fill(p: Planes, box: Box, bgr: Sequence[int]) -> None:
     p.cr[rows, cols] = vcr
 
 
-def encode(p: Planes, quality: int) -> bytes:
-    """A baseline 4:2:0 JPEG of the planes, at ``quality``."""
+def encode(p: Planes, quality: int) -> bytes | None:
+    """A baseline 4:2:0 JPEG of the planes, at ``quality``; None when libturbojpeg fails (the
+    usual path then encodes the image, and reports its errors)."""
     tj = decoder()
     if tj is None:  # pragma: no cover - planes only exist where the library is
-        raise OSError("libturbojpeg is not available")
-    return tj.encode(p, quality)
+        return None
+    try:
+        return tj.encode(p, quality)
+    except (OSError, ValueError, MemoryError, ctypes.ArgumentError):
+        return None

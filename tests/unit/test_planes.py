@@ -293,7 +293,7 @@ def test_an_encoder_failure_falls_back_to_the_usual_path(monkeypatch):
         tried.append(quality)
         raise OSError("libturbojpeg could not encode the planes")
 
-    monkeypatch.setattr(planar, "encode", broken)
+    monkeypatch.setattr(planar.decoder(), "encode", broken)
     assert rendered(data, p, True).blob == rendered(data, p, False).blob
     assert tried == [90]  # the planes path got as far as the encoder
 
