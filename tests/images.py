@@ -32,6 +32,15 @@ _STORE_TRANSFORM = {
 }
 
 
+def decode_bytes(blob: bytes) -> np.ndarray:
+    """An encoded image (a response body, an output in memory), as OpenCV decodes it."""
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert img is not None, "the bytes do not decode as an image"
+    return img
+
+
 def _out(folder, name: str) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -51,13 +51,6 @@ def decode(path: Path | str) -> np.ndarray:
     return img
 
 
-def decode_bytes(blob: bytes) -> np.ndarray:
-    """An image answered in a response body, as OpenCV decodes it."""
-    img = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_UNCHANGED)
-    assert img is not None, "the bytes do not decode as an image"
-    return img
-
-
 def size_of(path: Path | str) -> tuple[int, int]:
     h, w = decode(path).shape[:2]
     return w, h

@@ -13,9 +13,10 @@ import pytest
 
 from app.client import (AsyncClient, Client, ForbiddenPath, ImgsrvError, JobTimeout, NotFound, QueueFull,
                         RenderResult, ServerError, TooLarge, ValidationError)
+from tests.images import decode_bytes
 
 from .conftest import TESTIMAGES
-from .helpers import decode_bytes, size_of
+from .helpers import size_of
 from .jobs_helpers import slow_folder
 
 TIMEOUT = 120.0

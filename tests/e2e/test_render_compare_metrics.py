@@ -21,9 +21,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.client import Client
+from tests.images import decode_bytes
 
 from .conftest import REQUEST_TIMEOUT, TESTIMAGES, Launcher, Server
-from .helpers import decode, decode_bytes, entry, size_of, snapshot, temp_files, write_image
+from .helpers import decode, entry, size_of, snapshot, temp_files, write_image
 
 UPLOAD_LIMIT = 200_000
 LOG_FORMAT = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) (?P<process>\S+) (?P<thread>.+?) "
