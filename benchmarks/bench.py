@@ -927,7 +927,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"{fx['psnr_usual_src']:.2f} dB without.")
             if pfloor is not None:
                 notes.append(f"- {n} floor with {CORES} cores at once (f): decode {pfloor.extra['decode_ms']:.1f} ms + "
-                             f"encode {pfloor.extra['encode_ms']:.1f} ms per image in each process = "
+                             f"encode {pfloor.extra['encode_ms']:.1f} ms per image, the mean of the "
+                             f"{CORES} processes; the images over the slower process's time = "
                              f"{fmt_rate(pfloor.rate)} images/s, {100 * pfloor.rate / floor.rate:.0f} % of (e): "
                              f"how far the codecs scale from one core to {CORES} on this machine.")
             w2 = floor.extra.get("w2")
