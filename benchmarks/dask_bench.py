@@ -18,30 +18,16 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PROJECT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-sys.path.insert(0, PROJECT)
-
-from bench import (CORES, RATE_RE, SIZE, WORKLOADS, free_port, kill_tree, loadavg, machine_line,  # noqa: E402
-                   prepare_data, publish)
+from harness import (CORES, HERE, PROJECT, SIZE, WORKLOADS, free_port, kill_tree, loadavg, machine_line, prepare_data,
+                     publish, run_cli, scratch_dir)
 
 SEED_IMAGES = 270_000
 
 
 def _run(src: str, executor: str) -> float:
-    out = tempfile.mkdtemp(prefix="dask-bench-", dir=os.path.join(HERE, "data"))
-    try:
-        args = [sys.executable, "main.py", "run", "--source", src, "--output-dir", out, "--no-skip", "--quiet",
-                "--executor", executor]
-        for op in WORKLOADS["W1"].ops:
-            args += ["--op", op]
-        proc = subprocess.run(args, cwd=PROJECT, capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            raise RuntimeError(proc.stdout + proc.stderr)
-        return float(RATE_RE.search(proc.stdout).group(1))
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
+    """images/s of W1 through the CLI with this executor."""
+    with scratch_dir("dask-bench") as out:
+        return run_cli(WORKLOADS["W1"].ops, src, out, executor=executor).rate
 
 
 def _out_arg(out: str) -> str:

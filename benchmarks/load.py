@@ -20,9 +20,10 @@ are removed at the end; memory and files are measured when the server runs on th
 Phase 0 (reference): one client, sequential requests: latency with no queueing.
 
 Phase 1 (sustained load): ``--clients`` (64) closed-loop clients (one keep-alive connection
-each; a minimal HTTP/1.1 client on asyncio streams and uvloop, see ``Conn``) for ``--duration`` seconds (60; 15 with --quick), after a warm-up. Each
-request is ``POST /process`` with one small image; a good request runs one of a few small
-pipelines and writes to the client's own output name. ``--bad`` (10 %) of requests are
+each; a minimal HTTP/1.1 client on asyncio streams and uvloop, ``Conn`` in harness.py) for
+``--duration`` seconds (60; 15 with --quick), after a warm-up. Each request is
+``POST /process`` with one small image; a good request runs one of a few small pipelines and
+writes to the client's own output name. ``--bad`` (10 %) of requests are
 deliberately bad, in turn: an unknown operation (expected 422), an input outside the data
 root (403), a missing input (200 with the image's result ``error``/``not_found``). Every
 answer is checked against what its kind expects; anything else (another status, a 5xx, a
@@ -55,16 +56,11 @@ import argparse
 import asyncio
 import contextlib
 import datetime as _dt
-import json
-import math
 import os
 import random
 import re
-import shlex
 import shutil
 import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -73,13 +69,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PROJECT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+from harness import (CORES, HERE, PROJECT, RUNS, Conn, Server, TransportError, TreeSampler, TreeState, busy_others,
+                     command_line, cpu_split, loadavg, log_problems, machine_busy, machine_line, ms, pct,
+                     pid_listening_on, proc_stat, publish, read_metrics, run_loop, table, tree_state)
 
-from bench import CORES, PY, free_port, kill_tree, loadavg, machine_line, publish, table  # noqa: E402
-
-RUNS = os.path.join(HERE, "data", "runs")
 SOURCES = ["coffee.jpg", "chelsea.jpg", "astronaut.jpg", "grace_hopper.jpg", "cyclo1.jpg", "cyclo2.jpg"]
 SIZE = (320, 240)  # --size WxH changes it
 # Small, realistic pipelines; a good request uses one of them in turn.
@@ -95,7 +88,7 @@ ALLOW_503 = False  # set when phase 2 runs with --limit-concurrency: uvicorn ans
 
 
 # ---------------------------------------------------------------------------------------------
-# Data and server
+# Data
 # ---------------------------------------------------------------------------------------------
 
 def make_inputs(folder: str, count: int) -> list[str]:
@@ -118,165 +111,6 @@ def make_inputs(folder: str, count: int) -> list[str]:
         cv2.imwrite(os.path.join(folder, name), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
         names.append(name)
     return names
-
-
-class Server:
-    """``python main.py --port FREE``; stopped by its pid (SIGINT, then SIGKILL of its tree)."""
-
-    def __init__(self, data_root: str, env_extra: dict[str, str], workers: int | None, script: str = "main.py"):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.state = tempfile.mkdtemp(prefix="load-state-", dir=RUNS)
-        self.log_path = os.path.join(self.state, "server.log")
-        self.env = {**os.environ, "IMGSRV_DATA_ROOT": data_root, "IMGSRV_STATE_DIR": self.state,
-                    "IMGSRV_LOG_LEVEL": "warning", **env_extra}
-        if workers:
-            self.env["IMGSRV_WORKERS"] = str(workers)
-        self.script = script
-        self.cmd = [PY, script, "--port", str(self.port)]
-        self.proc: subprocess.Popen | None = None
-        self.log_text = ""
-        self.stopped = False
-
-    def start(self) -> "Server":
-        import httpx
-
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(self.cmd, cwd=PROJECT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.proc.returncode}: {self.read_log()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return self
-            time.sleep(0.1)
-        raise RuntimeError("the server did not answer /health within 60 s")
-
-    def read_log(self) -> str:
-        with contextlib.suppress(OSError):
-            with open(self.log_path, errors="replace") as fh:
-                return fh.read()
-        return ""
-
-    def stop(self) -> None:
-        if self.stopped:
-            return
-        self.stopped = True
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                kill_tree(self.proc.pid)
-        if self.proc is not None:
-            self._log.close()
-        self.log_text = self.read_log()
-        shutil.rmtree(self.state, ignore_errors=True)
-
-
-def pid_listening_on(port: int) -> int | None:
-    import psutil
-
-    with contextlib.suppress(psutil.Error, OSError):
-        for c in psutil.net_connections(kind="tcp"):
-            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
-                return c.pid
-    return None
-
-
-@dataclass
-class TreeState:
-    rss: int  # bytes, summed over the tree
-    fds: int
-    procs: int
-
-
-def tree_state(pid: int | None) -> TreeState | None:
-    """RSS and open files of a process and all its descendants (the pool's fork server and workers)."""
-    if pid is None:
-        return None
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [root] + root.children(recursive=True)
-    except psutil.Error:
-        return None
-    rss = fds = n = 0
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            rss += p.memory_info().rss
-            fds += p.num_fds()
-            n += 1
-    return TreeState(rss, fds, n)
-
-
-def cpu_split(pid: int | None) -> tuple[float, float] | None:
-    """CPU seconds (user + system) of the server process itself and of its descendants (the pool)."""
-    if pid is None:
-        return None
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        t = root.cpu_times()
-        main_cpu, pool_cpu = t.user + t.system, 0.0
-        for p in root.children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                c = p.cpu_times()
-                pool_cpu += c.user + c.system
-    except psutil.Error:
-        return None
-    return main_cpu, pool_cpu
-
-
-def proc_stat() -> tuple[int, int, int]:
-    """Machine-wide jiffies from /proc/stat: (total, busy, steal)."""
-    with open("/proc/stat") as fh:
-        v = [int(x) for x in fh.readline().split()[1:]]
-    user, nice, system, idle, iowait, irq, softirq, steal = (v + [0] * 8)[:8]
-    total = user + nice + system + idle + iowait + irq + softirq + steal
-    return total, total - idle - iowait, steal
-
-
-def machine_busy(s0, s1) -> str:
-    total = max(1, s1[0] - s0[0])
-    return f"{(s1[1] - s0[1]) * 100 / total:.0f} % busy (steal {(s1[2] - s0[2]) * 100 / total:.0f} %)"
-
-
-def cpu_row(c0, c1, requests: int, wall: float, client_cpu: float) -> str:
-    client = f"load generator {client_cpu * 1000 / max(1, requests):.2f} ms ({client_cpu * 100 / wall:.0f} % of a core)"
-    if c0 is None or c1 is None:
-        return client
-    main_s, pool_s = c1[0] - c0[0], c1[1] - c0[1]
-    return (f"server process {main_s * 1000 / max(1, requests):.2f} ms ({main_s * 100 / wall:.0f} % of a core), "
-            f"pool {pool_s * 1000 / max(1, requests):.2f} ms ({pool_s * 100 / wall:.0f} %), " + client)
-
-
-class PeakSampler:
-    """Largest RSS and fds of the tree while a phase runs (sampled every 0.5 s in a thread)."""
-
-    def __init__(self, pid: int | None):
-        self.pid, self.rss, self.fds = pid, 0, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.5):
-            s = tree_state(self.pid)
-            if s:
-                self.rss, self.fds = max(self.rss, s.rss), max(self.fds, s.fds)
-
-    def __enter__(self) -> "PeakSampler":
-        if self.pid is not None:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,121 +232,9 @@ class Tally:
         return sum(self.unexpected.values()) + sum(self.transport.values())
 
 
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
-
-
-def ms(x: float) -> str:
-    return "n/a" if math.isnan(x) else (f"{x:.1f}" if x < 100 else f"{x:.0f}")
-
-
 # ---------------------------------------------------------------------------------------------
 # Load
 # ---------------------------------------------------------------------------------------------
-
-class Answer:
-    """An HTTP answer: what ``check`` and ``Tally`` read (the names follow httpx's Response)."""
-
-    __slots__ = ("status_code", "headers", "content")
-
-    def __init__(self, status_code: int, headers: dict[str, str], content: bytes):
-        self.status_code, self.headers, self.content = status_code, headers, content
-
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", "replace")
-
-    def json(self):
-        return json.loads(self.content)
-
-
-class TransportError(Exception):
-    """The connection failed, closed early, or the answer was not HTTP/1.1 we can read."""
-
-
-class Conn:
-    """One keep-alive HTTP/1.1 connection on asyncio streams, for ``POST`` with a JSON body.
-
-    The generator shares 2 cores with the server it measures. httpx costs about 1.3 ms of CPU
-    per request, so at 800 requests/s it needs a whole core and falls behind; this client costs
-    a small fraction of that. It speaks only what the server answers here: a status line,
-    headers, and a body of ``content-length`` bytes.
-    """
-
-    # The server closes a keep-alive connection idle for IMGSRV_TIMEOUT_KEEP_ALIVE (5 s); a
-    # request written as it does so is lost. Like browsers and httpx, do not reuse one idle
-    # for nearly that long.
-    IDLE_REUSE = 3.0
-
-    def __init__(self, url: str, timeout: float):
-        u = urlsplit(url)
-        self.host, self.port, self.timeout = u.hostname, u.port or 80, timeout
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-        self.last_used = 0.0
-
-    async def post(self, path: str, json_body: dict) -> Answer:
-        payload = json.dumps(json_body).encode()
-        head = (f"POST {path} HTTP/1.1\r\nhost: {self.host}\r\ncontent-type: application/json\r\n"
-                f"content-length: {len(payload)}\r\n\r\n").encode()
-        try:
-            async with asyncio.timeout(self.timeout):
-                stale = self.reader is not None and (self.reader.at_eof()
-                                                     or time.monotonic() - self.last_used > self.IDLE_REUSE)
-                if stale:
-                    await self.close()
-                if self.writer is None:
-                    self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-                self.writer.write(head + payload)
-                answer = await self._answer()
-                self.last_used = time.monotonic()
-                return answer
-        except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError,
-                ValueError) as exc:
-            await self.close()
-            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
-
-    async def _answer(self) -> Answer:
-        assert self.reader is not None
-        raw = await self.reader.readuntil(b"\r\n\r\n")
-        lines = raw[:-4].decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
-            raise ValueError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        if "content-length" not in headers:
-            raise ValueError(f"no content-length in the answer: {headers}")
-        content = await self.reader.readexactly(int(headers["content-length"]))
-        if headers.get("connection", "").lower() == "close":
-            await self.close()
-        return Answer(int(parts[1]), headers, content)
-
-    async def close(self) -> None:
-        writer, self.reader, self.writer = self.writer, None, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
-
-def event_loop_runner():
-    """uvloop when it is installed (it comes with uvicorn[standard], as for the server), else asyncio."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run
-    return uvloop.run
-
-
-run_loop = event_loop_runner()
-
 
 async def closed_loop(url: str, mix: Mix, clients: int, duration: float, timeout: float) -> Tally:
     """``clients`` clients, each with one keep-alive connection, each sending its next request when
@@ -617,11 +339,9 @@ def health_after(url: str, out_root: str) -> dict:
             t = time.perf_counter()
             h = httpx.get(url + "/health", timeout=5)
             info["health"] = f"{h.status_code} in {(time.perf_counter() - t) * 1000:.0f} ms"
-            text = httpx.get(url + "/metrics", timeout=5).text
-            m = re.search(r"^imgsrv_queue_depth (\S+)$", text, re.M)
-            info["queue_depth"] = float(m.group(1)) if m else None
-            m = re.search(r"^imgsrv_worker_restarts_total (\S+)$", text, re.M)
-            info["restarts"] = float(m.group(1)) if m else None
+            metrics = read_metrics(url)
+            info["queue_depth"] = metrics.get("imgsrv_queue_depth", {}).get("")
+            info["restarts"] = metrics.get("imgsrv_worker_restarts_total", {}).get("")
         except httpx.HTTPError as exc:
             info["health"] = f"{type(exc).__name__}: {exc}"
             info["queue_depth"] = None
@@ -645,38 +365,18 @@ def server_times(path: str, offset: int) -> dict[int, list[float]]:
     return out
 
 
-def busy_others(seconds: float = 1.0, threshold: float = 10.0) -> str:
-    """Other processes on the machine using over ``threshold`` % of a core, measured over ``seconds``."""
-    import psutil
-
-    mine = {os.getpid()}
-    with contextlib.suppress(psutil.Error):
-        mine |= {p.pid for p in psutil.Process().children(recursive=True)}
-    procs = []
-    for p in psutil.process_iter(["pid", "name", "cmdline"]):
-        if p.pid not in mine:
-            with contextlib.suppress(psutil.Error):
-                p.cpu_percent(None)
-                procs.append(p)
-    time.sleep(seconds)
-    busy = []
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            pc = p.cpu_percent(None)
-            if pc > threshold:
-                cmd = " ".join(p.info.get("cmdline") or [p.info.get("name") or "?"])
-                busy.append(f"{pc:.0f} % `{cmd[:80]}`")
-    return "; ".join(busy) if busy else "none"
-
-
-def log_problems(text: str) -> list[str]:
-    lines = [ln for ln in text.splitlines() if re.search(r"\b(ERROR|CRITICAL|Traceback)\b", ln)]
-    return lines
-
-
 # ---------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------
+
+def cpu_row(c0, c1, requests: int, wall: float, client_cpu: float) -> str:
+    client = f"load generator {client_cpu * 1000 / max(1, requests):.2f} ms ({client_cpu * 100 / wall:.0f} % of a core)"
+    if c0 is None or c1 is None:
+        return client
+    main_s, pool_s = c1[0] - c0[0], c1[1] - c0[1]
+    return (f"server process {main_s * 1000 / max(1, requests):.2f} ms ({main_s * 100 / wall:.0f} % of a core), "
+            f"pool {pool_s * 1000 / max(1, requests):.2f} ms ({pool_s * 100 / wall:.0f} %), " + client)
+
 
 def by_status(t: Tally) -> str:
     parts = [f"{code}: {n}" for code, n in sorted(t.statuses.items())]
@@ -735,8 +435,7 @@ def main(argv: list[str] | None = None) -> int:
                          "for trying a patched server side by side)")
     ap.add_argument("--out", default=os.path.join(HERE, "load.md"), help="markdown report (default benchmarks/load.md)")
     a = ap.parse_args(argv)
-    args = sys.argv[1:] if argv is None else argv
-    command = "python benchmarks/load.py" + (" " + shlex.join(args) if args else "")
+    command = command_line("load.py", argv)
     duration = a.duration or (15.0 if a.quick else 60.0)
     overload_duration = a.overload_duration or (10.0 if a.quick else 30.0)
     warmup = 3.0 if a.quick else 5.0
@@ -784,11 +483,11 @@ def main(argv: list[str] | None = None) -> int:
             if a.url:
                 port = urlsplit(a.url).port or 80
                 return a.url.rstrip("/"), pid_listening_on(port), "the server at " + a.url
-            s = Server(root, env_extra, a.workers, a.server_script)
+            s = Server(root, env_extra, workers=a.workers, script=a.server_script)
             servers.append(s)  # stopped (and its state folder removed) at the end, even if it fails to start
             s.start()
             settings = " ".join(f"{k}={v}" for k, v in env_extra.items())
-            return s.url, s.proc.pid, f"`{settings + ' ' if settings else ''}python {s.script} --port {s.port}`"
+            return s.url, s.pid, f"`{settings + ' ' if settings else ''}python {s.script} --port {s.port}`"
 
         def finish(url: str, label: str) -> dict:
             info = health_after(url, os.path.join(root, out_dir))
@@ -816,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         before = tree_state(pid)
         print(f"phase 1: {a.clients} clients for {duration:.0f} s, {a.bad:.0%} bad", flush=True)
         c0, m0 = cpu_split(pid), proc_stat()
-        with PeakSampler(pid) as peak1:
+        with TreeSampler(pid, 0.5, fds=True) as peak1:
             p1 = run_loop(closed_loop(url, mix, a.clients, duration, a.timeout))
         c1, m1 = cpu_split(pid), proc_stat()
         c0_p1, c1_p1 = c0, c1
@@ -854,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
             ["server RSS, idle before -> idle after (growth)", growth(before, after, "rss")],
             ["server open files, idle before -> idle after (growth)", growth(before, after, "fds")],
             ["peak during the load: RSS / open files",
-             f"{peak1.rss / 2 ** 20:.1f} MB / {peak1.fds}" if pid else "n/a"],
+             f"{peak1.peak / 2 ** 20:.1f} MB / {peak1.peak_fds}" if pid else "n/a"],
             ["processes in the server tree, before -> after",
              f"{before.procs} -> {after.procs}" if before and after else "n/a"],
             ["after: /health, queue depth, worker restarts, temp files left",
@@ -908,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
                 before2 = tree_state(pid)
                 c0, m0 = cpu_split(pid), proc_stat()
                 t2 = time.perf_counter()
-                with PeakSampler(pid) as peak2:
+                with TreeSampler(pid, 0.5, fds=True) as peak2:
                     p2, st = run_loop(open_loop(url, mix2, target, overload_duration, a.timeout, a.max_inflight,
                                                    a.seed))
                 wall2 = time.perf_counter() - t2
@@ -964,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{ms(pct(p1.work_ms, 95))})",
                     verdict(n429 > 0) + " / " + verdict(kept) + " / " + verdict(p2.errors == 0),
                     f"{growth(before2, after2, 'rss')}; {growth(before2, after2, 'fds')}",
-                    f"{peak2.rss / 2 ** 20:.1f} MB / {peak2.fds}" if pid else "n/a",
+                    f"{peak2.peak / 2 ** 20:.1f} MB / {peak2.peak_fds}" if pid else "n/a",
                     f"{info2.get('health')}, {info2.get('queue_depth')}, {info2.get('restarts')}, "
                     f"{info2['temp_files']}",
                     cpu_row(c0, c1, sent, wall2, p2.client_cpu),
