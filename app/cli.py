@@ -29,8 +29,10 @@ def _settings(overrides: dict) -> Settings:
 
 
 def _prepare(settings: Settings) -> None:
-    """Before OpenCV is imported anywhere: its decoder limit follows the pixel budget."""
-    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(max(settings.max_pixels, 1)))
+    """Before OpenCV is imported anywhere in this process: its decoder limit follows the pixel budget."""
+    from .render.setup import limit_decoder
+
+    limit_decoder(settings.max_pixels)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -83,10 +85,12 @@ def run(args: argparse.Namespace) -> int:
     _prepare(settings)
     from tqdm import tqdm
 
-    from .engine import Engine
     from .errors import RequestError
-    from .jobs import JobRunner, submit_job
+    from .jobs.manager import submit_job
+    from .jobs.runner import JobRunner
     from .operations import parse_operation
+    from .service import Service
+    from .tasks import Status, compression_ratio
 
     operations = []
     for text in args.op:
@@ -102,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     interrupted = False
     try:
-        engine = Engine(settings)
+        service = Service(settings)
     except RuntimeError as exc:  # an executor that cannot start (an unreachable Dask cluster, ...)
         signal.signal(signal.SIGINT, previous)
         print(f"imgsrv: {exc}", file=sys.stderr)
@@ -126,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_sigint)
     try:
         try:
-            job_id = submit_job(engine, operations=operations, metadata=args.metadata,
+            job_id = submit_job(service, operations=operations, metadata=args.metadata,
                                 skip_existing=not args.no_skip,
                                 source={"dir": source, "pattern": args.pattern, "recursive": args.recursive},
                                 output_dir=output_dir, output_format=output_format)
@@ -134,19 +138,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"imgsrv: {exc.field + ': ' if exc.field else ''}{exc.message}", file=sys.stderr)
             return 2
         bar = tqdm(unit="img", dynamic_ncols=True, disable=args.quiet, smoothing=0.1)
-        counts = {"ok": 0, "error": 0, "skipped": 0}
+        counts = dict.fromkeys(Status, 0)
 
         def on_result(p) -> None:
             if p.total is not None and bar.total != p.total:
                 bar.total = p.total
                 bar.refresh()
             counts[p.report.status] += 1
-            bar.set_postfix(ok=counts["ok"], failed=counts["error"], skipped=counts["skipped"], refresh=False)
+            bar.set_postfix(ok=counts[Status.OK], failed=counts[Status.ERROR], skipped=counts[Status.SKIPPED],
+                            refresh=False)
             bar.update(1)
 
         async def go():
             nonlocal interrupted
-            runner = JobRunner(engine, job_id, on_result)
+            runner = JobRunner(service, job_id, on_result)
 
             def stop() -> None:
                 nonlocal interrupted
@@ -169,14 +174,15 @@ def run(args: argparse.Namespace) -> int:
         job = asyncio.run(go())
         elapsed = time.perf_counter() - start
         bar.close()
-        _n, failures = engine.store.results(job_id, 0, 10, "error") if job.failed else (0, [])
+        _n, failures = service.store.results(job_id, 0, 10, Status.ERROR) if job.failed else (0, [])
     finally:
-        engine.close()
+        service.close()
         # Once interrupted, further Ctrl-C are ignored: the process is on its way out (and Python
         # resets its own handlers as it exits, which would let one kill it).
         signal.signal(signal.SIGINT, signal.SIG_IGN if interrupted else previous)
 
-    ratio = f"{job.output_bytes / job.input_bytes:.3f}" if job.input_bytes else "n/a"
+    ratio = compression_ratio(job.output_bytes, job.input_bytes)
+    ratio = f"{ratio:.3f}" if ratio is not None else "n/a"
     print(f"images {job.done} of {job.total}: {job.succeeded} succeeded, {job.failed} failed, {job.skipped} skipped")
     print(f"input {_human(job.input_bytes)}, output {_human(job.output_bytes)}, compression ratio {ratio}")
     print(f"{job.done / elapsed if elapsed else 0:.1f} images/s in {elapsed:.1f} s")
@@ -190,13 +196,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _format(value: str | None) -> str | None:
+    from .formats import Format, parse_format
+
     if value is None:
         return None
-    v = value.strip().lower().lstrip(".")
-    v = {"jpg": "jpeg", "tif": "tiff"}.get(v, v)
-    if v not in ("jpeg", "png", "webp", "tiff", "bmp"):
-        raise UsageError(f"--format must be jpeg, png, webp, tiff or bmp, not {value!r}")
-    return v
+    fmt = parse_format(value)
+    if fmt is None:
+        *names, last = Format
+        raise UsageError(f"--format must be {', '.join(names)} or {last}, not {value!r}")
+    return fmt
 
 
 def build_parser() -> argparse.ArgumentParser:

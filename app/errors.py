@@ -1,11 +1,36 @@
-"""Domain errors. Each carries a machine-readable code; HTTP statuses are mapped in one place (app.api.errors)."""
+"""Domain errors, each with a machine-readable code. HTTP statuses are mapped in one place
+(app.api.errors); nothing here knows about HTTP."""
 from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Why one image failed: the ``error.code`` of its result."""
+
+    NOT_FOUND = "not_found"
+    DECODE_ERROR = "decode_error"
+    TOO_LARGE = "too_large"
+    INVALID_OPERATION = "invalid_operation"
+    WRITE_ERROR = "write_error"
+    WORKER_CRASHED = "worker_crashed"
+    TIMEOUT = "timeout"
+
+
+class RefusalCode(StrEnum):
+    """Why a whole request was refused (nothing was written)."""
+
+    INVALID_REQUEST = "invalid_request"
+    FORBIDDEN_PATH = "forbidden_path"
+    REQUEST_TOO_LARGE = "request_too_large"
+    QUEUE_FULL = "queue_full"
+    NOT_FOUND = "not_found"
 
 
 class ImgsrvError(Exception):
     """Base class of every error imgsrv raises on purpose."""
 
-    code = "error"
+    code: str = "error"
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -18,56 +43,46 @@ class ImgsrvError(Exception):
 class ImageError(ImgsrvError):
     """Something went wrong with one image."""
 
+    code: ErrorCode
+
 
 class NotFound(ImageError):
     """The input file does not exist or is not a file."""
 
-    code = "not_found"
+    code = ErrorCode.NOT_FOUND
 
 
 class DecodeError(ImageError):
     """The input could not be decoded as an image."""
 
-    code = "decode_error"
+    code = ErrorCode.DECODE_ERROR
 
 
 class TooLarge(ImageError):
     """The image (or a result of the pipeline) has more pixels than allowed."""
 
-    code = "too_large"
+    code = ErrorCode.TOO_LARGE
 
 
 class InvalidOperation(ImageError):
     """An operation cannot be applied to this particular image (crop box outside it, ...)."""
 
-    code = "invalid_operation"
+    code = ErrorCode.INVALID_OPERATION
 
 
 class WriteError(ImageError):
     """An output could not be encoded or written."""
 
-    code = "write_error"
-
-
-class WorkerCrashed(ImageError):
-    """The worker process died while it held the image."""
-
-    code = "worker_crashed"
-
-
-class TaskTimeout(ImageError):
-    """The image took longer than the per-image time limit."""
-
-    code = "timeout"
+    code = ErrorCode.WRITE_ERROR
 
 
 # Request errors: the whole request is refused and nothing is written.
 
 
 class RequestError(ImgsrvError):
-    """The request as a whole is refused."""
+    """The request as a whole is refused; ``field`` names the part of it that is at fault."""
 
-    status_code = 400
+    code: RefusalCode
 
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
@@ -77,37 +92,32 @@ class RequestError(ImgsrvError):
 class InvalidRequest(RequestError):
     """The request is well-formed JSON but asks for something impossible."""
 
-    code = "invalid_request"
-    status_code = 422
+    code = RefusalCode.INVALID_REQUEST
 
 
 class PathOutsideRoot(RequestError):
     """A path leads outside the data root."""
 
-    code = "forbidden_path"
-    status_code = 403
+    code = RefusalCode.FORBIDDEN_PATH
 
 
 class TooManyImages(RequestError):
     """More images (or bytes) than one request may carry."""
 
-    code = "request_too_large"
-    status_code = 413
+    code = RefusalCode.REQUEST_TOO_LARGE
 
 
 class QueueFull(RequestError):
     """The worker queue is full; retry later."""
 
-    code = "queue_full"
-    status_code = 429
+    code = RefusalCode.QUEUE_FULL
 
     def __init__(self, message: str, retry_after: int = 1):
         super().__init__(message)
         self.retry_after = retry_after
 
 
-class NotFoundHTTP(RequestError):
-    """A resource named in the URL does not exist."""
+class UnknownResource(RequestError):
+    """A resource named in the URL (a job id) does not exist."""
 
-    code = "not_found"
-    status_code = 404
+    code = RefusalCode.NOT_FOUND

@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .tasks import JobStatus, Status
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 OPERATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -29,7 +31,7 @@ class _Live(Collector):
                                   value=self.restarts())
         jobs = GaugeMetricFamily("imgsrv_jobs", "Jobs by status", labels=["status"])
         counts = self.jobs_by_status()
-        for status in ("queued", "running", "succeeded", "failed", "cancelled"):
+        for status in JobStatus:
             jobs.add_metric([status], counts.get(status, 0))
         yield jobs
 
@@ -61,10 +63,10 @@ class Metrics:
         """Record one image's outcome (called in the server process with the worker's report)."""
         self.images.labels(status).inc()
         ops = list(operations) or ["none"]
-        if status == "ok":
+        if status == Status.OK:
             for op in ops:
                 self.processed.labels(op).inc()
-        elif status == "error":
+        elif status == Status.ERROR:
             for op in ops:
                 self.failed.labels(op, error_code or "unknown").inc()
         for name, ms in timings.items():

@@ -1,6 +1,8 @@
-"""A pipeline is a plain list of operations applied in order; fan-out multiplies the items.
+"""A pipeline is a plain list of operations applied in order, plus how the result is written.
 
-No I/O here: ``run`` takes a decoded image and returns the items to encode.
+No I/O here: ``run`` takes a decoded image and returns the items to encode. What an operation
+means for the decode or for the JPEG planes is the operation's own knowledge (its ``decode``
+and ``on_planes``); the pipeline only asks.
 """
 from __future__ import annotations
 
@@ -12,28 +14,32 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ImageError
-from .imaging import planar
-from .imaging.geometry import Box
-from .operations import Context, Item, Operation
+from .operations import Context, Decode, Item, Operation, PlaneStep
 from .operations.encode import Encode
-from .operations.filters import Grayscale, Threshold
-from .operations.geometry import Crop, Resize
-from .operations.redact import Redact
+
+DEFAULT_ENCODE = Encode()
 
 
 @dataclass(frozen=True)
 class Pipeline:
-    """The validated operations of a request (no-ops already dropped) and how outputs are written."""
+    """The validated image operations of a request, in order, and how outputs are written."""
 
-    operations: tuple[Operation, ...]
-    metadata: str = "keep"
+    operations: tuple[Operation, ...] = ()  # no encode, no operation turned off
+    encoding: Encode | None = None  # the request's encode operations merged; None: the defaults
+    metadata: str = "keep"  # keep or strip a JPEG input's EXIF
+    planes: bool = True  # JPEG-to-JPEG crops and fills may run on the YCbCr planes (app.render.planes)
+
+    @classmethod
+    def of(cls, operations: Sequence[Operation | None], metadata: str = "keep", planes: bool = True) -> "Pipeline":
+        """From a request's operations: those turned off (``split=False``) dropped, ``encode``s merged."""
+        given = [op for op in operations if op is not None]
+        encodes = [op for op in given if isinstance(op, Encode)]
+        return cls(tuple(op for op in given if not isinstance(op, Encode)),
+                   Encode.merge(encodes) if encodes else None, metadata, planes)
 
     @property
     def encode(self) -> Encode:
-        """The last ``encode`` of the list, or the defaults."""
-        found = [op for op in self.operations if isinstance(op, Encode)]
-        return found[-1] if found else Encode()
+        return self.encoding or DEFAULT_ENCODE
 
     @property
     def fanout_shape(self) -> tuple[int, ...]:
@@ -41,7 +47,9 @@ class Pipeline:
         return tuple(n for op in self.operations if (n := op.fanout()) > 1)
 
     def normalized(self) -> list[dict]:
-        return [op.model_dump(mode="json") for op in self.operations]
+        """The operations in object form, every parameter explicit; the merged encode last."""
+        ops = [*self.operations, *([self.encoding] if self.encoding is not None else [])]
+        return [op.model_dump(mode="json") for op in ops]
 
     def digest(self) -> str:
         """Identity of what this pipeline does to an image, for the skip-existing manifest."""
@@ -50,72 +58,29 @@ class Pipeline:
 
     def plan_decode(self, width: int, height: int) -> "DecodePlan":
         """How to decode an upright ``width`` x ``height`` JPEG for this pipeline, and the
-        operations to run on the result.
+        operations to run on the result: the first operation says (see Operation.decode)."""
+        if not self.operations:
+            return DecodePlan(1, False, ())
+        first, rest = self.operations[0], self.operations[1:]
+        how: Decode = first.decode(width, height)
+        ops = ((how.replacement,) + rest) if how.replacement is not None else self.operations
+        return DecodePlan(how.reduce, how.gray, ops)
 
-        - A reduced-size decode (1/2, 1/4, 1/8) when the first operation that changes pixels
-          is a downscaling resize and the reduced image is still at least as large as its
-          result (libjpeg scales in the DCT domain, which averages like INTER_AREA). That
-          resize is then given as the absolute size it computes for the full image, so the
-          output has the same size either way.
-        - A grayscale decode when the first such operation is grayscale or threshold, which
-          work on luminance anyway: libjpeg skips the colour conversion.
-        """
-        ops = self.operations
-        i = next((k for k, op in enumerate(ops) if not isinstance(op, Encode)), None)
-        if i is None:
-            return DecodePlan(1, False, ops)
-        first = ops[i]
-        if isinstance(first, (Grayscale, Threshold)):
-            return DecodePlan(1, True, ops)
-        if not isinstance(first, Resize) or first.fit == "cover":
-            return DecodePlan(1, False, ops)
-        tw, th = first.size_for(width, height)
-        for factor in (8, 4, 2):
-            if width // factor >= tw and height // factor >= th:
-                exact = Resize(width=tw, height=th, fit="stretch")
-                return DecodePlan(factor, False, ops[:i] + (exact,) + ops[i + 1:])
-        return DecodePlan(1, False, ops)
-
-
-    def plan_planes(self, width: int, height: int) -> tuple["PlaneStep", ...] | None:
-        """The steps of this pipeline on the YCbCr planes of a ``width`` x ``height`` 4:2:0 JPEG
-        (see imaging.planar), or None when it needs the usual decode: an operation other than
-        crop and fill redaction, a box off the chroma grid, or an optimized or progressive output.
-        """
+    def plan_planes(self, width: int, height: int) -> tuple[PlaneStep, ...] | None:
+        """The steps of this pipeline on the YCbCr planes of a ``width`` x ``height`` 4:2:0 JPEG,
+        or None when it needs the pixels: an operation that cannot run there, a box off the
+        chroma grid, or an optimized or progressive output."""
+        if self.encode.optimize or self.encode.progressive:
+            return None
         steps: list[PlaneStep] = []
         for op in self.operations:
-            if isinstance(op, Encode):
-                if op.optimize or op.progressive:
-                    return None
-                continue
-            if isinstance(op, Crop):
-                try:
-                    box = op.box_for(width, height)
-                except ImageError:
-                    return None  # the usual path reports it
-                if not planar.aligned(box, width, height):
-                    return None
-                steps.append(PlaneStep(op.op, box))
-                width, height = box[2], box[3]
-            elif isinstance(op, Redact) and op.mode == "fill":
-                hidden = op.box_for(width, height)
-                if hidden is None:
-                    continue  # wholly outside: nothing to hide
-                if not planar.aligned(hidden, width, height):
-                    return None
-                steps.append(PlaneStep(op.op, hidden, op.color))
-            else:
+            mine = op.on_planes(width, height)
+            if mine is None:
                 return None
+            for step in mine:
+                width, height = step.size_after(width, height)
+            steps.extend(mine)
         return tuple(steps)
-
-
-@dataclass(frozen=True)
-class PlaneStep:
-    """A crop (``color`` None) or a fill of ``box`` on the planes."""
-
-    op: str
-    box: Box
-    color: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -147,26 +112,3 @@ def run(image: np.ndarray, operations: Sequence[Operation], ctx: Context,
         if timings is not None:
             timings.add(op.op, time.perf_counter() - start)  # type: ignore[attr-defined]
     return items
-
-
-def run_planes(data: bytes, steps: Sequence[PlaneStep], timings: Timings | None = None) -> planar.Planes | None:
-    """Decode a JPEG to its planes and apply ``steps`` (from Pipeline.plan_planes); None when
-    the JPEG cannot be decoded that way (then the usual path runs)."""
-    start = time.perf_counter()
-    planes = planar.decode(data)
-    if timings is not None:  # a decode that gave up counts too: the usual path's decode adds to it
-        timings.add("decode", time.perf_counter() - start)
-    return None if planes is None else apply_planes(planes, steps, timings)
-
-
-def apply_planes(planes: planar.Planes, steps: Sequence[PlaneStep], timings: Timings | None = None) -> planar.Planes:
-    """Apply ``steps`` (from Pipeline.plan_planes) to decoded planes: crops are views, fills in place."""
-    for step in steps:
-        start = time.perf_counter()
-        if step.color is None:
-            planes = planar.crop(planes, step.box)
-        else:
-            planar.fill(planes, step.box, step.color)
-        if timings is not None:
-            timings.add(step.op, time.perf_counter() - start)
-    return planes

@@ -133,7 +133,7 @@ class Mix:
         if self.every and i % self.every == self.every - 1:
             kind = BAD_KINDS[(i // self.every) % len(BAD_KINDS)]
             if kind == "unknown_op":
-                return kind, {"images": [{"input": inp, "output": out}], "operations": ["sharpen=3", "quality=80"]}
+                return kind, {"images": [{"input": inp, "output": out}], "operations": ["emboss=3", "quality=80"]}
             if kind == "outside":
                 return kind, {"images": [{"input": "../../../etc/hostname", "output": out}],
                               "operations": PIPELINES[0]}
@@ -723,7 +723,7 @@ def main(argv: list[str] | None = None) -> int:
               f"Command: `{command}`.  \n"
               f"Requests: one {SIZE[0]}x{SIZE[1]} JPEG each ({a.images} different inputs); good ones run, in turn, "
               + ", ".join("`" + ", ".join(p) + "`" for p in PIPELINES)
-              + f"; bad ones ({a.bad:.0%}), in turn: unknown operation `sharpen=3` (422), input "
+              + f"; bad ones ({a.bad:.0%}), in turn: unknown operation `emboss=3` (422), input "
                 "`../../../etc/hostname` (403), missing input (200, result `not_found`).\n")
     footer = ("\n**Problems found:**\n\n" + "\n".join(f"- {p}" for p in problems) + "\n") if problems else \
         "\nNo problem found: no unexpected answer, queue depth back to 0, no temporary file left, no error in " \

@@ -12,10 +12,11 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
 from ..config import Settings, get_settings
-from ..engine import Engine
 from ..imaging import planar
+from ..jobs.manager import JobManager
+from ..service import Service
 from . import errors
-from ..jobs import JobManager
+from .deps import get_service
 from .middleware import RequestLog, ShedLoad
 from .routes import images, jobs, meta, process
 
@@ -50,23 +51,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         s = settings or get_settings()
-        engine = await run_in_threadpool(Engine, s)
-        app.state.engine = engine
-        app.state.jobs = JobManager(engine)
+        service = await run_in_threadpool(Service, s)
+        app.state.service = service
+        app.state.jobs = JobManager(service)
         await app.state.jobs.resume_all()
         log.info("imgsrv %s: data root %s, %s executor with %d workers", __version__, s.data_root,
-                 s.executor, engine.executor.workers)
+                 s.executor, service.engine.executor.workers)
         log_jpeg_planes(s)
         try:
             yield
         finally:
             await app.state.jobs.shutdown()
-            await run_in_threadpool(engine.close)
+            await run_in_threadpool(service.close)
+            app.state.service = None
 
     # Swagger UI's assets come from the fastapi-offline package and are served by the app
     # itself: /docs works with no internet access.
     app = FastAPIOffline(title="imgsrv", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                          swagger_ui_parameters={"tryItOutEnabled": False, "displayRequestDuration": True})
+    app.state.settings = settings  # None: from the environment, when the service starts
+    app.state.service = None
     errors.install(app)
     # the last added runs first: RequestLog logs and counts the early 429s too
     app.add_middleware(ShedLoad, paths=SHED_PATHS)
@@ -80,7 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
              responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
     async def metrics(request: Request) -> Response:
         """Requests, images processed and failed by operation, processing-time histograms, queue depth, jobs."""
-        body = await run_in_threadpool(request.app.state.engine.metrics.render)
+        service = await get_service(request)
+        body = await service.engine.offload(service.engine.metrics.render)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app

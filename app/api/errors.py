@@ -1,4 +1,4 @@
-"""Domain errors to HTTP answers, in one place.
+"""Domain errors to HTTP answers, in one place: the status of every error code is here.
 
 Field errors (422, 403) answer FastAPI's usual shape, ``{"detail": [{"loc", "msg", "type"}]}``,
 with a ``field`` in the request's own spelling (``operations[2].kernel``) added to each entry
@@ -16,8 +16,29 @@ from fastapi.responses import JSONResponse
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import QueueFull, RequestError
+from ..errors import ErrorCode, QueueFull, RefusalCode, RequestError
 from ..operations import OPERATIONS
+
+#: a refused request's status, by its code
+STATUS_OF_REFUSAL: dict[RefusalCode, int] = {
+    RefusalCode.INVALID_REQUEST: 422,
+    RefusalCode.FORBIDDEN_PATH: 403,
+    RefusalCode.REQUEST_TOO_LARGE: 413,
+    RefusalCode.QUEUE_FULL: 429,
+    RefusalCode.NOT_FOUND: 404,
+}
+
+#: the status of a single-image endpoint (/render, /compare) whose image failed, by its code;
+#: /process answers 200 whatever its images' codes
+STATUS_OF_IMAGE_ERROR: dict[ErrorCode, int] = {
+    ErrorCode.NOT_FOUND: 422,
+    ErrorCode.DECODE_ERROR: 422,
+    ErrorCode.TOO_LARGE: 422,
+    ErrorCode.INVALID_OPERATION: 422,
+    ErrorCode.WRITE_ERROR: 422,
+    ErrorCode.WORKER_CRASHED: 500,
+    ErrorCode.TIMEOUT: 504,
+}
 
 
 def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -68,7 +89,16 @@ def request_error_response(exc: RequestError) -> JSONResponse:
                                 "message": f"{exc.field}: {exc.message}"}
     else:
         body = {"detail": exc.message, "code": exc.code}
-    return JSONResponse(body, status_code=exc.status_code, headers=headers)
+    return JSONResponse(body, status_code=STATUS_OF_REFUSAL[exc.code], headers=headers)
+
+
+def image_error_response(code: ErrorCode, message: str, field: str) -> JSONResponse:
+    """The answer of a single-image endpoint whose image failed: 422 naming ``field``, or the
+    code's own status (a crashed worker, a time limit)."""
+    status = STATUS_OF_IMAGE_ERROR.get(code, 422)
+    if status != 422:
+        return JSONResponse({"detail": message, "code": code}, status_code=status)
+    return validation_response([{"loc": ("body", *field.split(".")), "msg": message, "type": code}])
 
 
 def _loc_of(field: str) -> list[Any]:

@@ -41,10 +41,9 @@ class RequestLog:
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or scope.get("imgsrv.shed") or "(unmatched)"
             log.info("%s %s %s %d %.1f ms", rid, scope["method"], scope["path"], status, elapsed * 1000.0)
-            app = scope.get("app")
-            engine = getattr(getattr(app, "state", None), "engine", None)
-            if engine is not None:
-                engine.metrics.observe_request(route, scope["method"], status, elapsed)
+            service = getattr(getattr(scope.get("app"), "state", None), "service", None)
+            if service is not None:
+                service.engine.metrics.observe_request(route, scope["method"], status, elapsed)
 
 
 class ShedLoad:
@@ -63,8 +62,8 @@ class ShedLoad:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = _route_path(scope) if scope["type"] == "http" and scope["method"] == "POST" else None
         if path in self.paths:
-            engine = getattr(scope["app"].state, "engine", None)
-            refused = engine.refusal(1) if engine is not None else None
+            service = getattr(scope["app"].state, "service", None)
+            refused = service.engine.refusal(1) if service is not None else None
             if refused is not None:
                 scope["imgsrv.shed"] = path
                 await request_error_response(refused)(scope, receive, send)

@@ -7,7 +7,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, GetJsonSchem
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema as cs
 
+from ..errors import ErrorCode
+from ..formats import Format, parse_format
 from ..operations import AnyOperation, OPERATIONS, tokenize
+from ..tasks import JobStatus, Status
 
 
 class _StringOrObject:
@@ -80,14 +83,13 @@ class OutputResult(BaseModel):
 
 
 class ErrorInfo(BaseModel):
-    code: Literal["not_found", "decode_error", "too_large", "invalid_operation", "write_error",
-                  "worker_crashed", "timeout"]
+    code: ErrorCode
     message: str
 
 
 class ImageResult(BaseModel):
     input: str
-    status: Literal["ok", "skipped", "error"]
+    status: Status
     input_bytes: int
     outputs: list[OutputResult]
     error: ErrorInfo | None
@@ -147,17 +149,11 @@ class Health(BaseModel):
 
 # -- jobs -------------------------------------------------------------------------------------
 
-_FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
-
-
 def _format_name(v: Any) -> Any:
-    if isinstance(v, str):
-        v = v.strip().lower().lstrip(".")
-        return _FORMAT_ALIASES.get(v, v)
-    return v
+    return (parse_format(v) or v) if isinstance(v, str) else v
 
 
-OutputFormat = Annotated[Literal["jpeg", "png", "webp", "tiff", "bmp"], BeforeValidator(_format_name)]
+OutputFormat = Annotated[Format, BeforeValidator(_format_name)]
 
 
 class SourceSpec(BaseModel):
@@ -209,13 +205,13 @@ class JobLinks(BaseModel):
 
 class JobCreated(BaseModel):
     id: str
-    status: str
+    status: JobStatus
     links: JobLinks
 
 
 class JobInfo(BaseModel):
     id: str
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    status: JobStatus
     total: int
     done: int
     succeeded: int

@@ -17,16 +17,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DecodeError, TooLarge, WriteError
+from ..formats import EXTENSION, Format
 
 # imgsrv checks the pixel budget itself (probe), so Pillow's own bomb guard stays out of the way.
 Image.MAX_IMAGE_PIXELS = None
 
-# Output formats by file extension, and the content types that go with them.
-FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp",
-           ".tif": "tiff", ".tiff": "tiff", ".bmp": "bmp"}
-EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "tiff": ".tif", "bmp": ".bmp"}
-CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp",
-                 "tiff": "image/tiff", "bmp": "image/bmp"}
 _PIL_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp", "TIFF": "tiff", "BMP": "bmp",
                 "GIF": "gif", "PPM": "ppm"}
 
@@ -242,7 +237,7 @@ def encode(img: np.ndarray, fmt: str, quality: int = DEFAULT_QUALITY, optimize: 
     elif fmt == "webp":
         params = [cv2.IMWRITE_WEBP_QUALITY, quality]
     try:
-        ok, buf = cv2.imencode(EXTENSIONS[fmt], img, params)
+        ok, buf = cv2.imencode(EXTENSION[Format(fmt)], img, params)
     except cv2.error as exc:
         raise WriteError(f"could not encode {fmt.upper()}: {exc.err or exc}") from None
     if not ok:

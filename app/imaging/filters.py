@@ -1,4 +1,4 @@
-"""Blur, grayscale and threshold."""
+"""Blur, sharpen, grayscale and threshold."""
 from __future__ import annotations
 
 import cv2
@@ -10,6 +10,20 @@ def blur(img: np.ndarray, kernel: int, sigma: float) -> np.ndarray:
     if kernel == 1:
         return img
     return cv2.GaussianBlur(img, (kernel, kernel), sigmaX=sigma, sigmaY=sigma)
+
+
+def sharpen(img: np.ndarray, amount: float, sigma: float, threshold: int = 0) -> np.ndarray:
+    """Unsharp mask: ``img + amount * (img - blur(img, sigma))``, saturated to 0..255, where the
+    difference is above ``threshold`` levels (elsewhere the pixel stays). Alpha is kept as it is."""
+    if img.ndim == 3 and img.shape[2] == 4:
+        out = img.copy()
+        out[:, :, :3] = sharpen(img[:, :, :3], amount, sigma, threshold)
+        return out
+    blurred = cv2.GaussianBlur(img, (0, 0), sigmaX=sigma, sigmaY=sigma)
+    out = cv2.addWeighted(img, 1.0 + amount, blurred, -amount, 0)
+    if threshold > 0:
+        np.copyto(out, img, where=cv2.absdiff(img, blurred) <= threshold)
+    return out
 
 
 def to_gray(img: np.ndarray) -> np.ndarray:

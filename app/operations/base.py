@@ -1,5 +1,6 @@
 """What every operation shares: the model base class, the item that flows through a pipeline,
-and the tokeniser of the string form."""
+what an operation may tell the renderer (how to decode for it, its steps on a JPEG's planes),
+and the helpers of the string form."""
 from __future__ import annotations
 
 import json
@@ -29,6 +30,37 @@ class Item:
 
 
 @dataclass(frozen=True)
+class Decode:
+    """How a JPEG may be decoded for a pipeline whose first operation asks for it.
+
+    ``reduce``: libjpeg decodes at 1/2, 1/4 or 1/8 of the size (in the DCT domain, which averages
+    like INTER_AREA); ``gray``: luminance only; ``replacement``: the operation to run instead of
+    the first one on the decoded image (a resize to the absolute size it computes for the full
+    image, so the output has the same size either way).
+    """
+
+    reduce: int = 1
+    gray: bool = False
+    replacement: "Operation | None" = None
+
+
+FULL_DECODE = Decode()
+
+
+@dataclass(frozen=True)
+class PlaneStep:
+    """One operation done on a JPEG's YCbCr planes (see app.imaging.planar): keep ``box`` (a
+    crop, ``color`` None) or fill it with ``color`` ([b, g, r])."""
+
+    op: str
+    box: Box
+    color: tuple[int, int, int] | None = None
+
+    def size_after(self, width: int, height: int) -> tuple[int, int]:
+        return (self.box[2], self.box[3]) if self.color is None else (width, height)
+
+
+@dataclass(frozen=True)
 class Context:
     """Limits and ownership while a pipeline runs.
 
@@ -55,6 +87,12 @@ class Operation(BaseModel):
 
     #: examples of the string form, shown in GET /operations and in the docs
     examples: ClassVar[tuple[str, ...]] = ()
+    #: other names of the string form (the original py-image-server's ``splitQuadrants``)
+    aliases: ClassVar[tuple[str, ...]] = ()
+    #: whether ``NAME=True`` means the operation with its defaults (py-image-server's ``splitQuadrants=True``)
+    true_means_defaults: ClassVar[bool] = True
+    #: whether an image may come out as several (named ``STEM_I.EXT``)
+    fans_out: ClassVar[bool] = False
 
     @classmethod
     def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
@@ -80,8 +118,27 @@ class Operation(BaseModel):
         """How many items each incoming item becomes."""
         return 1
 
+    def fixed_size(self) -> tuple[int, int] | None:
+        """The size of every result when it does not depend on the image's (checked against the pixel limit when planned)."""
+        return None
+
+    def decode(self, width: int, height: int) -> Decode:
+        """How to decode an upright ``width`` x ``height`` JPEG when this operation comes first."""
+        return FULL_DECODE
+
+    def on_planes(self, width: int, height: int) -> tuple[PlaneStep, ...] | None:
+        """This operation's steps on the YCbCr planes of a ``width`` x ``height`` 4:2:0 JPEG
+        (none: it does nothing there), or None when it needs the decoded pixels."""
+        return None
+
+    def move_boxes(self, boxes: list[Box], width: int, height: int) -> list[Box]:
+        """Where boxes found on a ``width`` x ``height`` image (faces) lie after this operation."""
+        return boxes
+
     def apply(self, item: Item, ctx: Context) -> list[Item]:
-        return [item.with_image(self.transform(item.image, ctx))]
+        h, w = item.image.shape[:2]
+        faces = None if item.faces is None else self.move_boxes(item.faces, w, h)
+        return [Item(self.transform(item.image, ctx), item.suffix, faces)]
 
     def transform(self, image: np.ndarray, ctx: Context) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -9,18 +9,14 @@ Every server gets its own temporary data root (``IMGSRV_DATA_ROOT``) holding a c
   it is stopped when the test ends.
 - ``outdir``: a fresh folder name (relative to the data root) for one test's outputs.
 
-Servers are stopped with SIGTERM, then SIGKILL; their log is shown when startup fails.
+Servers are started and stopped by tests/server_process.py (shared with the benchmarks):
+SIGTERM, then SIGKILL; their log is shown when startup fails.
 """
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,117 +24,38 @@ import httpx
 import psutil
 import pytest
 
+from tests.server_process import ServerProcess, ServerStartError, free_port  # noqa: F401  (free_port: for tests)
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TESTIMAGES = PROJECT_ROOT / "testimages"
 STARTUP_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 120.0
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """One running imgsrv server and an httpx client talking to it."""
+class Server(ServerProcess):
+    """One running imgsrv server (tests/server_process.py) and an httpx client talking to it."""
 
     def __init__(self, data_root: Path, log_path: Path, settings: dict[str, object], args: tuple[str, ...] = ()):
-        self.data_root = data_root
-        self.log_path = log_path
-        self.settings = settings
-        self.args = args
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IMGSRV_")}
-        env["IMGSRV_DATA_ROOT"] = str(data_root)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        for key, value in settings.items():
-            env[f"IMGSRV_{key.upper()}"] = str(value)
-        self.env = env
-        self._log = open(log_path, "wb")
-        self._descendants: dict[int, psutil.Process] = {}
-        self._port_retries = 3
-        self._launch()
+        self.client: httpx.Client | None = None
+        super().__init__(data_root, log_path, settings, args=args, startup_timeout=STARTUP_TIMEOUT)
+        self.launch()
 
-    def _launch(self) -> None:
-        self._log.flush()
-        self._launched_at = self.log_path.stat().st_size  # where this launch's output starts
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "main.py", "--port", str(self.port), *self.args],
-                                     cwd=PROJECT_ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+    def launch(self) -> None:  # called again when the chosen port was taken
+        if self.client is not None:
+            self.client.close()
+        super().launch()
         self.client = httpx.Client(base_url=self.url, timeout=REQUEST_TIMEOUT)
 
-    # -- life cycle ----------------------------------------------------------------------
-
-    def log(self) -> str:
-        self._log.flush()
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                log = self.log()
-                this_launch = self.log_path.read_bytes()[self._launched_at:]
-                if b"address already in use" in this_launch and self._port_retries > 0:
-                    # The free port was taken between free_port() and the server's bind: another one.
-                    self._port_retries -= 1
-                    self.client.close()
-                    self._log.write(b"\n[test] port taken, starting again on another port\n")
-                    self._log.flush()
-                    self._launch()
-                    deadline = time.monotonic() + STARTUP_TIMEOUT
-                    continue
-                self.stop()
-                pytest.fail(f"imgsrv exited with code {self.proc.returncode} during startup "
-                            f"(settings {self.settings}); its output:\n{log}", pytrace=False)
-            try:
-                r = httpx.get(self.url + "/health", timeout=2.0)
-                if r.status_code == 200:
-                    self._remember_descendants()
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        log = self.log()
-        self.stop()
-        pytest.fail(f"imgsrv did not answer GET /health within {STARTUP_TIMEOUT:g} s "
-                    f"(settings {self.settings}); its output:\n{log}", pytrace=False)
-
-    def _remember_descendants(self) -> None:
         try:
-            for child in psutil.Process(self.proc.pid).children(recursive=True):
-                self._descendants[child.pid] = child
-        except psutil.Error:
-            pass
+            super().wait_ready()
+        except ServerStartError as exc:
+            pytest.fail(str(exc), pytrace=False)
 
     def stop(self) -> None:
-        self._remember_descendants()
-        self.client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        # The pool's processes we started through the server: make sure none outlives it.
-        for child in list(self._descendants.values()):
-            try:
-                if child.is_running():
-                    child.wait(timeout=5)
-            except psutil.TimeoutExpired:
-                try:
-                    child.kill()
-                except psutil.Error:
-                    pass
-            except psutil.Error:
-                pass
-        self._log.close()
+        if self.client is not None:
+            self.client.close()
+        super().stop()
 
     # -- processes -----------------------------------------------------------------------
 
@@ -165,8 +82,7 @@ class Server:
             if len(workers) >= expected:
                 break
             time.sleep(0.05)
-        for w in workers:
-            self._descendants[w.pid] = w
+        self.remember_descendants(workers)
         return workers
 
     # -- HTTP ----------------------------------------------------------------------------

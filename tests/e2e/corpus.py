@@ -424,7 +424,7 @@ CASES: list[Case] = [
     Case("type_options_string", '"options": "fast"', None,
          body(lambda ctx: {"images": [{"input": GOOD, "output": out_x(ctx)}], "options": "fast"}), 422, "options"),
     # unknown operation
-    Case("unknown_op_string", '"sharpen=3"', None, one(GOOD, out_x, ["sharpen=3"]), 422, "operations[0]"),
+    Case("unknown_op_string", '"emboss=3"', None, one(GOOD, out_x, ["emboss=3"]), 422, "operations[0]"),
     Case("unknown_op_object", '["grayscale", {"op": "emboss"}]', None,
          one(GOOD, out_x, ["grayscale", {"op": "emboss"}]), 422, "operations[1]"),
     # out of range

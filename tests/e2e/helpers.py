@@ -12,8 +12,8 @@ import numpy as np
 TEMP_PREFIX = ".imgsrv-tmp-"
 STATE_DIR = ".imgsrv"
 
-ALL_OPERATIONS = ["resize", "split", "blur", "grayscale", "threshold", "crop", "redact", "rotate", "flip",
-                  "faces", "encode"]
+ALL_OPERATIONS = ["resize", "split", "blur", "grayscale", "sharpen", "threshold", "crop", "redact", "rotate",
+                  "flip", "faces", "encode"]
 
 
 def sha256(path: Path | str) -> str:

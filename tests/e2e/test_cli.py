@@ -120,7 +120,7 @@ def test_corrupt_file_exits_1_lists_it_and_the_rerun_still_fails_it(with_corrupt
 
 @pytest.mark.parametrize("op, names", [
     ("blur=kernel:4", ["blur=kernel:4", "kernel"]),
-    ("sharpen=3", ["sharpen"]),
+    ("emboss=3", ["emboss"]),
     ("crop=bottom:-5", ["bottom"]),
     ("rotate=45", ["angle"]),
 ])

@@ -1,4 +1,4 @@
-"""End-to-end through app.client (sync and async) against the real server.
+"""End-to-end through imgsrv_client (sync and async) against the real server.
 
 Every call goes over HTTP to ``python main.py``; the tests look at what the client hands
 back (dicts, RenderResult, typed errors) and at the files the server wrote.
@@ -11,7 +11,7 @@ import zipfile
 
 import pytest
 
-from app.client import (AsyncClient, Client, ForbiddenPath, ImgsrvError, JobTimeout, NotFound, QueueFull,
+from imgsrv_client import (AsyncClient, Client, ForbiddenPath, ImgsrvError, JobTimeout, NotFound, QueueFull,
                         RenderResult, ServerError, TooLarge, ValidationError)
 from tests.images import decode_bytes
 

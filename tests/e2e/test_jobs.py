@@ -346,7 +346,7 @@ def _job_ids(server) -> list[str]:
       "source": {"dir": "testimages"}, "output_dir": "out/x"}, 422, None),
     ({"operations": ["grayscale"]}, 422, None),
     ({"source": {"dir": "testimages"}, "operations": ["grayscale"]}, 422, None),
-    ({"source": {"dir": "testimages"}, "output_dir": "out/x", "operations": ["sharpen=3"]}, 422, "operations[0]"),
+    ({"source": {"dir": "testimages"}, "output_dir": "out/x", "operations": ["emboss=3"]}, 422, "operations[0]"),
     ({"source": {"dir": "testimages"}, "output_dir": "out/x", "operations": ["blur=kernel:4"]}, 422,
      "operations[0].kernel"),
     ({"source": {"dir": "testimages", "recursive": "sometimes"}, "output_dir": "out/x"}, 422, "source.recursive"),

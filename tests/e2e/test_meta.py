@@ -7,13 +7,13 @@ import re
 from .helpers import ALL_OPERATIONS
 
 
-def test_operations_lists_all_eleven_with_a_schema(server):
+def test_operations_lists_all_twelve_with_a_schema(server):
     r = server.get("/operations")
     assert r.status_code == 200
     ops = r.json()["operations"]
     names = [o["name"] for o in ops]
     assert sorted(names) == sorted(ALL_OPERATIONS)
-    assert len(names) == 11
+    assert len(names) == 12
     for o in ops:
         schema = o["schema"]
         assert isinstance(schema, dict) and schema.get("type") == "object", o["name"]
@@ -28,6 +28,7 @@ def test_operation_schemas_describe_the_parameters(server):
         "split": {"rows", "cols", "overlap"},
         "blur": {"kernel", "sigma"},
         "grayscale": set(),
+        "sharpen": {"amount", "sigma", "threshold"},
         "threshold": {"method", "value", "block_size", "c"},
         "crop": {"x", "y", "width", "height", "top", "bottom", "left", "right"},
         "redact": {"x", "y", "width", "height", "mode", "color"},

@@ -97,7 +97,7 @@ def test_plan_without_operations(server, outdir):
 BAD_BODIES = {
     "not_json": (b"not json{", 422),
     "wrong_type": ({"images": [{"input": 5, "output": "o/x.jpg"}]}, 422),
-    "unknown_op": ({"images": [{"input": "testimages/cyclo1.jpg", "output": "o/x.jpg"}], "operations": ["sharpen"]}, 422),
+    "unknown_op": ({"images": [{"input": "testimages/cyclo1.jpg", "output": "o/x.jpg"}], "operations": ["emboss"]}, 422),
     "out_of_range": ({"images": [{"input": "testimages/cyclo1.jpg", "output": "o/x.jpg"}],
                       "operations": ["resize=2", "grayscale", {"op": "blur", "kernel": 4}]}, 422),
     "dotdot": ({"images": [{"input": "../x.jpg", "output": "o/x.jpg"}]}, 403),

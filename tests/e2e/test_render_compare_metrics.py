@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.client import Client
+from imgsrv_client import Client
 from tests.images import decode_bytes
 
 from .conftest import REQUEST_TIMEOUT, TESTIMAGES, Launcher, Server

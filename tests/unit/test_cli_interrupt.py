@@ -8,7 +8,8 @@ import signal
 
 import pytest
 
-import app.jobs
+import app.jobs.manager
+import app.jobs.runner
 from app.cli import build_parser, run
 from tests import images
 
@@ -36,14 +37,14 @@ def _run(src, out) -> int:
 
 def test_ctrl_c_while_the_job_is_created_stops_it_before_any_image(folder, tmp_path, monkeypatch, capsys,
                                                                    restore_sigint):
-    submit = app.jobs.submit_job
+    submit = app.jobs.manager.submit_job
 
     def submit_then_ctrl_c(*args, **kwargs):
         job_id = submit(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGINT)
         return job_id
 
-    monkeypatch.setattr(app.jobs, "submit_job", submit_then_ctrl_c)
+    monkeypatch.setattr(app.jobs.manager, "submit_job", submit_then_ctrl_c)
     out = tmp_path / "out"
     assert _run(folder, out) == 130
     stdout = capsys.readouterr().out
@@ -54,14 +55,14 @@ def test_ctrl_c_while_the_job_is_created_stops_it_before_any_image(folder, tmp_p
 
 def test_ctrl_c_after_the_last_image_does_not_make_a_finished_job_interrupted(folder, tmp_path, monkeypatch, capsys,
                                                                               restore_sigint):
-    run_job = app.jobs.JobRunner.run
+    run_job = app.jobs.runner.JobRunner.run
 
     async def run_then_ctrl_c(self):
         job = await run_job(self)
         os.kill(os.getpid(), signal.SIGINT)
         return job
 
-    monkeypatch.setattr(app.jobs.JobRunner, "run", run_then_ctrl_c)
+    monkeypatch.setattr(app.jobs.runner.JobRunner, "run", run_then_ctrl_c)
     out = tmp_path / "out"
     previous = signal.getsignal(signal.SIGINT)
     assert _run(folder, out) == 0

@@ -12,7 +12,7 @@ from tests import images
 
 
 def pipeline(*ops: str) -> Pipeline:
-    return Pipeline(tuple(parse_operation(op) for op in ops))
+    return Pipeline.of([parse_operation(op) for op in ops])
 
 
 @pytest.mark.parametrize("ops, reduce, gray", [

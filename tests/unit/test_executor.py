@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import Future
+from typing import Literal
 
 import pytest
 
-from app.executor import Executor, ProcessExecutor
+from app.execute.backends import Executor, ProcessExecutor
+from app.operations import Operation
+from app.pipeline import Pipeline
+from app.tasks import ImageTask
+from tests import images
 
 
 def test_warm_up_returns_once_every_worker_has_answered():
@@ -97,23 +102,23 @@ def test_shutdown_stops_a_pool_whose_task_outlives_the_grace_period(caplog):
     assert "still running 30 s after the pool was closed" in caplog.text
 
 
-class Crash:
-    """A task whose worker dies, as with a segfaulting decoder."""
+class Crash(Operation):
+    """An operation whose worker dies, as with a segfaulting decoder."""
 
-    def run(self) -> None:
+    op: Literal["crash"] = "crash"
+
+    def transform(self, image, ctx):
         os._exit(1)
 
-    def failed(self, code: str, message: str) -> tuple[str, str]:
-        return code, message
 
-
-def test_a_crashed_worker_is_replaced_and_shutdown_waits_for_the_replacement():
+def test_a_crashed_worker_is_replaced_and_shutdown_waits_for_the_replacement(tmp_path):
     executor = ProcessExecutor(workers=2)
+    crash = ImageTask(str(images.testimage("chelsea.jpg")), (str(tmp_path / "x.png"),), Pipeline((Crash(),)), 10**8)
     try:
         executor.warm_up()
         first = set(executor.ready)
-        code, message = executor.submit(Crash()).result(timeout=60)
-        assert code == "worker_crashed" and "exit code 1" in message, message
+        report = executor.submit(crash).result(timeout=60)
+        assert report.error_code == "worker_crashed" and "exit code 1" in report.error_message, report
     finally:
         executor.shutdown()
     assert len(executor.ready) == 2 and executor.ready - first, \

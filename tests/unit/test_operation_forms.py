@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 
 from app.operations import OPERATIONS, Context, parse_operation
 from app.pipeline import Pipeline, run
-from app.planning import build_pipeline
+from app.plan import build_pipeline
 
 from .conftest import load
 
@@ -48,6 +49,12 @@ ROWS = [
     # blur
     Row("blur=5", {"op": "blur", "kernel": 5}, (300, 451, 3), changes=True),
     Row("blur=kernel:0,sigma:3", {"op": "blur", "kernel": 0, "sigma": 3.0}, (300, 451, 3), changes=True),
+    Row("blur=0", {"op": "blur", "kernel": 0, "sigma": 1.0}, (300, 451, 3), changes=True),
+    # sharpen
+    Row("sharpen", {"op": "sharpen", "amount": 1.0, "sigma": 1.0, "threshold": 0}, (300, 451, 3), changes=True),
+    Row("sharpen=1.5", {"op": "sharpen", "amount": 1.5}, (300, 451, 3), changes=True),
+    Row("sharpen=amount:2,sigma:1.5,threshold:3", {"op": "sharpen", "amount": 2, "sigma": 1.5, "threshold": 3},
+        (300, 451, 3), changes=True),
     # grayscale
     Row("grayscale", {"op": "grayscale"}, (300, 451)),
     # threshold
@@ -99,9 +106,9 @@ ROWS = [
 ]
 
 
-def test_the_table_covers_all_eleven_operations():
+def test_the_table_covers_all_twelve_operations():
     assert {row.obj["op"] for row in ROWS} == set(OPERATIONS)
-    assert len(OPERATIONS) == 11
+    assert len(OPERATIONS) == 12
 
 
 @pytest.mark.parametrize("row", ROWS, ids=str)
@@ -143,6 +150,23 @@ def test_quality_alias_sets_how_the_output_is_encoded():
     pipeline = build_pipeline([parse_operation("quality=30"), parse_operation({"op": "encode", "quality": 70})],
                               "keep", 10**8)
     assert pipeline.encode.quality == 70
+
+
+def test_two_encodes_merge_later_parameters_winning():
+    ops = [parse_operation("quality=30"), parse_operation("blur=3"), parse_operation("encode=optimize:true")]
+    pipeline = build_pipeline(ops, "keep", 10**8)
+    assert (pipeline.encode.quality, pipeline.encode.optimize, pipeline.encode.progressive) == (30, True, False)
+    assert [op.op for op in pipeline.operations] == ["blur"], "encode is how outputs are written, not a step"
+    assert pipeline.normalized() == [
+        {"op": "blur", "kernel": 3, "sigma": 0.0},
+        {"op": "encode", "quality": 30, "optimize": True, "progressive": False, "compression": 3}]
+
+
+def test_blur_0_uses_the_default_sigma(chelsea):
+    op = parse_operation("blur=0")
+    assert (op.kernel, op.sigma) == (0, 1.0)
+    [item] = run(chelsea, [op], Context())
+    assert np.array_equal(item.image, cv2.GaussianBlur(chelsea, (0, 0), 1.0))
 
 
 def test_without_encode_jpeg_quality_is_90_and_png_compression_3():
@@ -190,3 +214,21 @@ def test_bare_name_uses_the_defaults():
 def test_a_parsed_model_is_accepted_again():
     op = parse_operation("crop=bottom:100")
     assert parse_operation(op) == op
+
+
+def test_sharpen_steepens_edges_and_leaves_flat_areas_alone():
+    from app.imaging.filters import sharpen
+
+    step = np.zeros((20, 20), np.uint8)
+    step[:, 10:] = 200
+    out = sharpen(step, 1.0, 1.0, 0)
+    assert (out[:, :6] == 0).all() and (out[:, 14:] == 200).all(), "flat areas away from the edge stay"
+    assert (out[:, 10] > 200).all() and (out[:, 9] == 0).all(), "the bright side overshoots, the dark clips at 0"
+    # small differences (noise) at or under the threshold are left as they are
+    noisy = step.copy()
+    noisy[5, 3] = 2
+    assert sharpen(noisy, 1.0, 1.0, 3)[5, 3] == 2
+    assert sharpen(noisy, 1.0, 1.0, 0)[5, 3] > 2
+    # alpha is kept
+    rgba = np.dstack([step, step, step, np.full_like(step, 77)])
+    assert (sharpen(rgba, 2.0, 1.0, 0)[:, :, 3] == 77).all()

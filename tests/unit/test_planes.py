@@ -3,6 +3,7 @@ they give the usual path's output, or hand the image over to it."""
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -13,8 +14,10 @@ from PIL import Image
 from app.errors import DecodeError
 from app.imaging import codec, planar
 from app.operations import parse_operation
-from app.pipeline import Pipeline, PlaneStep, Timings, apply_planes, run_planes
-from app.worker import Source, render
+from app.operations import PlaneStep
+from app.pipeline import Pipeline, Timings
+from app.render import Source, render
+from app.render.planes import apply_planes, run_planes
 from tests import images
 from tests.images import decode_bytes
 from tests.unit.conftest import load
@@ -24,11 +27,11 @@ needs_turbojpeg = pytest.mark.skipif(planar.unavailable() is not None,
 
 
 def pipeline(*ops: str) -> Pipeline:
-    return Pipeline(tuple(parse_operation(op) for op in ops))
+    return Pipeline.of([parse_operation(op) for op in ops])
 
 
 def rendered(data: bytes, p: Pipeline, planes: bool, fmt: str = "jpeg"):
-    (out,) = render(Source(data), codec.probe(data, 10**8), p, fmt, 10**8, planes, Timings())
+    (out,) = render(Source(data), codec.probe(data, 10**8), replace(p, planes=planes), fmt, 10**8, Timings())
     return out
 
 
@@ -195,7 +198,7 @@ def test_exif_is_kept_with_the_planes(tmp_path, encodes):
     with Image.open(io.BytesIO(fast.blob)) as im:
         exif = im.getexif()
         assert im.size == (100, 60) and exif[0x010F] == "ImgsrvCam" and exif.get(0x0112, 1) == 1
-    stripped = rendered(data, Pipeline(p.operations, metadata="strip"), True)
+    stripped = rendered(data, replace(p, metadata="strip"), True)
     with Image.open(io.BytesIO(stripped.blob)) as im:
         assert im.size == (100, 60) and not im.getexif()
     assert len(encodes) == 2  # both through the planes

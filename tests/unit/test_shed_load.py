@@ -44,7 +44,7 @@ def call(method: str, path: str, full: bool, root_path: str = "", asked: list | 
         sent.append(message)
 
     scope = {"type": "http", "method": method, "path": root_path + path, "root_path": root_path,
-             "headers": [], "query_string": b"", "app": SimpleNamespace(state=SimpleNamespace(engine=engine))}
+             "headers": [], "query_string": b"", "app": SimpleNamespace(state=SimpleNamespace(service=SimpleNamespace(engine=engine)))}
     asyncio.run(ShedLoad(app, paths=PATHS)(scope, receive if full else None, send))
     if asked is not None:
         asked.extend(engine.asked)

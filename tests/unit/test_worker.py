@@ -1,5 +1,5 @@
 """One task from input path to written outputs: what is written, what is reported, and that
-a failing image writes nothing and reports its error code (run_task never raises)."""
+a failing image writes nothing and reports its error code (run_image never raises)."""
 from __future__ import annotations
 
 import os
@@ -11,19 +11,20 @@ import pytest
 from PIL import Image
 
 from app.operations import parse_operation
-from app.planning import build_pipeline
-from app.storage import TEMP_PREFIX, output_names
-from app.worker import Expected, Task, run_task
+from app.files import TEMP_PREFIX
+from app.plan import build_pipeline, output_names
+from app.render.worker import run_image
+from app.tasks import Expected, ImageTask
 from tests import images
 
 BUDGET = 100_000_000
 
 
 def task(root: str, inp, output: str, *ops, metadata: str = "keep", max_pixels: int = BUDGET,
-         expected: Expected | None = None) -> Task:
+         expected: Expected | None = None) -> ImageTask:
     pipeline = build_pipeline([parse_operation(op) for op in ops], metadata, max_pixels)
     outputs = tuple(output_names(os.path.join(root, output), pipeline.fanout_shape))
-    return Task(str(inp), outputs, pipeline, max_pixels, expected)
+    return ImageTask(str(inp), outputs, pipeline, max_pixels, expected)
 
 
 def decoded(path) -> np.ndarray:
@@ -46,7 +47,7 @@ def photo(root) -> Path:
 
 def test_full_task_writes_every_output_with_the_reported_size_and_bytes(root, photo):
     t = task(root, photo, "out/astro.jpg", "crop=0,0,400,300", "splitQuadrants=True", "quality=80")
-    report = run_task(t)
+    report = run_image(t)
     assert report.status == "ok", report.error_message
     assert report.error_code is None
     assert report.input_bytes == photo.stat().st_size
@@ -67,8 +68,8 @@ def test_full_task_writes_every_output_with_the_reported_size_and_bytes(root, ph
 
 
 def test_quality_setting_changes_the_output_size(root, photo):
-    small = run_task(task(root, photo, "o/q30.jpg", "quality=30"))
-    large = run_task(task(root, photo, "o/q95.jpg", "encode=quality:95"))
+    small = run_image(task(root, photo, "o/q30.jpg", "quality=30"))
+    large = run_image(task(root, photo, "o/q95.jpg", "encode=quality:95"))
     assert small.status == large.status == "ok"
     assert small.outputs[0].bytes < large.outputs[0].bytes
 
@@ -76,7 +77,7 @@ def test_quality_setting_changes_the_output_size(root, photo):
 @pytest.mark.parametrize("ext,fmt", [(".png", "PNG"), (".webp", "WEBP"), (".tif", "TIFF"), (".bmp", "BMP"),
                                      (".JPEG", "JPEG")])
 def test_output_format_follows_the_extension(root, photo, ext, fmt):
-    report = run_task(task(root, photo, "o/a" + ext, "resize=width:100"))
+    report = run_image(task(root, photo, "o/a" + ext, "resize=width:100"))
     assert report.status == "ok", report.error_message
     with Image.open(report.outputs[0].path) as im:
         assert im.format == fmt and im.size == (100, 100)
@@ -85,7 +86,7 @@ def test_output_format_follows_the_extension(root, photo, ext, fmt):
 @pytest.mark.parametrize("scale,side", [(0.5, 256), (0.25, 128), (0.1, 51), (0.4, 205), (0.13, 67)])
 def test_resize_by_scale_on_a_jpeg_gives_the_scaled_size(root, photo, scale, side):
     """512x512 JPEG scaled by ``scale``: the output is round(512 * scale) on each side."""
-    report = run_task(task(root, photo, "o/small.png", f"resize={scale}"))
+    report = run_image(task(root, photo, "o/small.png", f"resize={scale}"))
     assert report.status == "ok"
     assert (report.outputs[0].width, report.outputs[0].height) == (side, side)
     assert decoded(report.outputs[0].path).shape == (side, side, 3)
@@ -94,7 +95,7 @@ def test_resize_by_scale_on_a_jpeg_gives_the_scaled_size(root, photo, scale, sid
 @pytest.mark.parametrize("op,size", [("resize=width:100", (100, 100)), ("resize=64x32", (32, 32)),
                                      ("resize=x60", (60, 60)), ("resize=width:300,height:100,fit:cover", (300, 100))])
 def test_resize_to_a_size_on_a_jpeg(root, photo, op, size):
-    report = run_task(task(root, photo, "o/s.png", op))
+    report = run_image(task(root, photo, "o/s.png", op))
     assert report.status == "ok"
     assert (report.outputs[0].width, report.outputs[0].height) == size
     # the right picture, upright and in the right colours: close to a full-size decode resized
@@ -110,7 +111,7 @@ def test_grayscale_jpeg_stays_single_channel(root, op):
     src = Path(root, "in", "gray.jpg")
     src.parent.mkdir(parents=True)
     Image.open(images.testimage("camera.png")).save(src, "JPEG", quality=90)
-    report = run_task(task(root, src, "o/g.png", op))
+    report = run_image(task(root, src, "o/g.png", op))
     assert report.status == "ok"
     with Image.open(report.outputs[0].path) as im:
         assert im.mode == "L"
@@ -118,7 +119,7 @@ def test_grayscale_jpeg_stays_single_channel(root, op):
 
 def test_resize_by_scale_on_an_exif_rotated_jpeg(root):
     photo = images.exif_jpeg(Path(root, "in"), 6, size=(120, 80))
-    report = run_task(task(root, photo, "o/r.png", "resize=0.5"))
+    report = run_image(task(root, photo, "o/r.png", "resize=0.5"))
     assert report.status == "ok"
     assert (report.outputs[0].width, report.outputs[0].height) == (60, 40)
 
@@ -126,7 +127,7 @@ def test_resize_by_scale_on_an_exif_rotated_jpeg(root):
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])
 def test_resize_to_a_width_on_an_exif_rotated_jpeg_is_upright(root, orientation):
     photo = images.exif_jpeg(Path(root, "in"), orientation, size=(1200, 800))
-    report = run_task(task(root, photo, "o/r.png", "resize=width:150"))
+    report = run_image(task(root, photo, "o/r.png", "resize=width:150"))
     assert report.status == "ok"
     assert (report.outputs[0].width, report.outputs[0].height) == (150, 100)
     reference = cv2.resize(cv2.cvtColor(np.asarray(images.upright_reference((1200, 800))), cv2.COLOR_RGB2BGR),
@@ -136,7 +137,7 @@ def test_resize_to_a_width_on_an_exif_rotated_jpeg_is_upright(root, orientation)
 
 def test_faces_are_reported_on_the_output(root):
     photo = images.jpeg(Path(root, "in"), "grace.jpg", source="grace_hopper.jpg")
-    report = run_task(task(root, photo, "o/g.jpg", "faces=blur"))
+    report = run_image(task(root, photo, "o/g.jpg", "faces=blur"))
     assert report.status == "ok"
     [out] = report.outputs
     assert out.faces and set(out.faces[0]) == {"x", "y", "width", "height"}
@@ -146,7 +147,7 @@ def test_faces_are_reported_on_the_output(root):
 
 def test_16_bit_png_input_is_written_scaled(root):
     src = images.png16(Path(root, "in"), width=256)
-    report = run_task(task(root, src, "o/g.png", "grayscale"))
+    report = run_image(task(root, src, "o/g.png", "grayscale"))
     assert report.status == "ok"
     out = decoded(report.outputs[0].path)
     assert out.dtype == np.uint8 and out[0, 0] == 0 and out[0, -1] == 255 and abs(int(out[0, 128]) - 128) <= 1
@@ -154,8 +155,8 @@ def test_16_bit_png_input_is_written_scaled(root):
 
 def test_rgba_png_to_jpeg_is_flattened_onto_white_and_to_png_keeps_alpha(root):
     src = images.rgba_png(Path(root, "in"), size=(64, 48))
-    jpg = run_task(task(root, src, "o/flat.jpg", "flip=horizontal"))
-    png = run_task(task(root, src, "o/alpha.png", "flip=horizontal"))
+    jpg = run_image(task(root, src, "o/flat.jpg", "flip=horizontal"))
+    png = run_image(task(root, src, "o/alpha.png", "flip=horizontal"))
     assert jpg.status == png.status == "ok"
     flat = decoded(jpg.outputs[0].path)
     assert flat.shape == (48, 64, 3)
@@ -165,8 +166,8 @@ def test_rgba_png_to_jpeg_is_flattened_onto_white_and_to_png_keeps_alpha(root):
 
 
 def test_palette_and_gray_inputs(root):
-    pal = run_task(task(root, images.palette_png(Path(root, "in")), "o/p.jpg", "resize=0.5"))
-    gray = run_task(task(root, images.testimage("camera.png"), "o/c.png", "rotate=90"))
+    pal = run_image(task(root, images.palette_png(Path(root, "in")), "o/p.jpg", "resize=0.5"))
+    gray = run_image(task(root, images.testimage("camera.png"), "o/c.png", "rotate=90"))
     assert pal.status == gray.status == "ok"
     assert (pal.outputs[0].width, pal.outputs[0].height) == (226, 150)
     assert decoded(gray.outputs[0].path).shape == (512, 512)
@@ -177,7 +178,7 @@ def test_palette_and_gray_inputs(root):
 
 def test_metadata_keep_carries_exif_with_orientation_reset(root):
     photo = images.exif_jpeg(Path(root, "in"), 6)
-    report = run_task(task(root, photo, "o/keep.jpg", "blur=3", metadata="keep"))
+    report = run_image(task(root, photo, "o/keep.jpg", "blur=3", metadata="keep"))
     assert report.status == "ok"
     assert (report.outputs[0].width, report.outputs[0].height) == (120, 80)  # upright
     with Image.open(report.outputs[0].path) as im:
@@ -190,7 +191,7 @@ def test_metadata_keep_carries_exif_with_orientation_reset(root):
 
 def test_metadata_strip_writes_no_exif(root):
     photo = images.exif_jpeg(Path(root, "in"), 6)
-    report = run_task(task(root, photo, "o/strip.jpg", "blur=3", metadata="strip"))
+    report = run_image(task(root, photo, "o/strip.jpg", "blur=3", metadata="strip"))
     assert report.status == "ok"
     with Image.open(report.outputs[0].path) as im:
         assert "exif" not in im.info
@@ -200,11 +201,11 @@ def test_metadata_strip_writes_no_exif(root):
 
 def test_metadata_keep_on_every_tile_and_only_for_jpeg_outputs(root):
     photo = images.exif_jpeg(Path(root, "in"), 3)
-    report = run_task(task(root, photo, "o/t.jpg", "split=True"))
+    report = run_image(task(root, photo, "o/t.jpg", "split=True"))
     assert report.status == "ok" and len(report.outputs) == 4
     for out in report.outputs:
         assert Image.open(out.path).getexif().get(0x010F) == "ImgsrvCam"
-    png = run_task(task(root, photo, "o/t.png", "blur=3"))
+    png = run_image(task(root, photo, "o/t.png", "blur=3"))
     assert png.status == "ok"
 
 
@@ -230,7 +231,7 @@ def assert_failed(report, code: str, root: str, before: list[str]):
 def test_undecodable_input_is_a_decode_error_and_writes_nothing(root, make):
     src = make(Path(root, "in"))
     before = files_under(root)
-    report = run_task(task(root, src, "out/x.jpg", "blur=3"))
+    report = run_image(task(root, src, "out/x.jpg", "blur=3"))
     assert_failed(report, "decode_error", root, before)
     assert report.input_bytes == src.stat().st_size
 
@@ -239,30 +240,30 @@ def test_undecodable_input_is_a_decode_error_and_writes_nothing(root, make):
 def test_header_bomb_is_too_large_and_writes_nothing(root, make):
     src = make(Path(root, "in"))
     before = files_under(root)
-    assert_failed(run_task(task(root, src, "out/x.png", "resize=0.01")), "too_large", root, before)
+    assert_failed(run_image(task(root, src, "out/x.png", "resize=0.01")), "too_large", root, before)
 
 
 def test_image_over_a_small_budget_is_too_large(root, photo):
     before = files_under(root)
-    assert_failed(run_task(task(root, photo, "out/x.png", "blur=3", max_pixels=512 * 512 - 1)),
+    assert_failed(run_image(task(root, photo, "out/x.png", "blur=3", max_pixels=512 * 512 - 1)),
                   "too_large", root, before)
 
 
 def test_resize_result_over_the_budget_is_too_large(root, photo):
     before = files_under(root)
-    assert_failed(run_task(task(root, photo, "out/x.png", "resize=4", max_pixels=1_000_000)),
+    assert_failed(run_image(task(root, photo, "out/x.png", "resize=4", max_pixels=1_000_000)),
                   "too_large", root, before)
 
 
 def test_missing_input_is_not_found(root):
     before = files_under(root)
-    assert_failed(run_task(task(root, os.path.join(root, "nope.jpg"), "out/x.jpg", "blur=3")),
+    assert_failed(run_image(task(root, os.path.join(root, "nope.jpg"), "out/x.jpg", "blur=3")),
                   "not_found", root, before)
 
 
 def test_input_that_is_a_folder_is_not_found(root):
     os.makedirs(os.path.join(root, "dir.jpg"))
-    report = run_task(task(root, os.path.join(root, "dir.jpg"), "out/x.jpg", "blur=3"))
+    report = run_image(task(root, os.path.join(root, "dir.jpg"), "out/x.jpg", "blur=3"))
     assert report.status == "error" and report.error_code == "not_found"
 
 
@@ -270,13 +271,13 @@ def test_input_that_is_a_folder_is_not_found(root):
 def test_input_that_is_a_fifo_is_a_decode_error(root):
     fifo = os.path.join(root, "pipe.jpg")
     os.mkfifo(fifo)
-    report = run_task(task(root, fifo, "out/x.jpg", "blur=3"))
+    report = run_image(task(root, fifo, "out/x.jpg", "blur=3"))
     assert report.status == "error" and report.error_code == "decode_error"
 
 
 def test_crop_outside_the_image_is_an_invalid_operation(root, photo):
     before = files_under(root)
-    report = run_task(task(root, photo, "out/x.jpg", "crop=600,600,10,10"))
+    report = run_image(task(root, photo, "out/x.jpg", "crop=600,600,10,10"))
     assert_failed(report, "invalid_operation", root, before)
     assert "512x512" in report.error_message
 
@@ -284,13 +285,13 @@ def test_crop_outside_the_image_is_an_invalid_operation(root, photo):
 def test_split_too_fine_for_the_image_is_an_invalid_operation(root):
     src = images.solid_png(Path(root, "in"), "tiny.png", (3, 3, 3), 7)
     before = files_under(root)
-    assert_failed(run_task(task(root, src, "out/x.png", "split=4x4")), "invalid_operation", root, before)
+    assert_failed(run_image(task(root, src, "out/x.png", "split=4x4")), "invalid_operation", root, before)
 
 
 def test_output_folder_that_cannot_be_made_is_a_write_error(root, photo):
     Path(root, "blocked").write_bytes(b"a file where a folder should be")
     before = files_under(root)
-    report = run_task(task(root, photo, "blocked/sub/x.jpg", "blur=3"))
+    report = run_image(task(root, photo, "blocked/sub/x.jpg", "blur=3"))
     assert_failed(report, "write_error", root, before)
     assert Path(root, "blocked").read_bytes() == b"a file where a folder should be"
 
@@ -300,7 +301,7 @@ def test_output_hard_linked_to_the_input_is_refused_and_the_input_kept(root, pho
     link = os.path.join(root, "out", "link.jpg")
     os.makedirs(os.path.dirname(link))
     os.link(photo, link)
-    report = run_task(task(root, photo, "out/link.jpg", "grayscale"))
+    report = run_image(task(root, photo, "out/link.jpg", "grayscale"))
     assert report.status == "error" and report.error_code == "write_error"
     assert photo.read_bytes() == original
 
@@ -308,16 +309,16 @@ def test_output_hard_linked_to_the_input_is_refused_and_the_input_kept(root, pho
 def test_a_fan_out_failing_on_one_tile_writes_no_tile(root, photo):
     """The third tile's path is taken by a folder: the image fails, and no tile of it may be left."""
     os.makedirs(os.path.join(root, "out", "x_2.png"))
-    report = run_task(task(root, photo, "out/x.png", "split=True"))
+    report = run_image(task(root, photo, "out/x.png", "split=True"))
     assert report.status == "error" and report.error_code == "write_error"
     assert sorted(os.listdir(os.path.join(root, "out"))) == ["x_2.png"]
 
 
 def test_a_failed_rewrite_keeps_the_previous_output(root, photo):
-    ok = run_task(task(root, photo, "out/x.jpg", "blur=3"))
+    ok = run_image(task(root, photo, "out/x.jpg", "blur=3"))
     assert ok.status == "ok"
     previous = Path(root, "out", "x.jpg").read_bytes()
-    report = run_task(task(root, photo, "out/x.jpg", "crop=900,900,5,5"))
+    report = run_image(task(root, photo, "out/x.jpg", "crop=900,900,5,5"))
     assert report.status == "error"
     assert Path(root, "out", "x.jpg").read_bytes() == previous
 
@@ -326,28 +327,28 @@ def test_a_failed_rewrite_keeps_the_previous_output(root, photo):
 
 
 def test_unchanged_input_and_outputs_are_skipped(root, photo):
-    first = run_task(task(root, photo, "out/x.jpg", "split=True"))
+    first = run_image(task(root, photo, "out/x.jpg", "split=True"))
     assert first.status == "ok" and first.input_hash
     expected = Expected(first.input_hash, tuple(first.outputs))
-    again = run_task(task(root, photo, "out/x.jpg", "split=True", expected=expected))
+    again = run_image(task(root, photo, "out/x.jpg", "split=True", expected=expected))
     assert again.status == "skipped" and again.input_bytes == photo.stat().st_size
     assert again.outputs == first.outputs  # a skipped image reports the outputs it made before
     # an output touched since: processed again
     Path(first.outputs[2].path).write_bytes(b"changed")
-    redo = run_task(task(root, photo, "out/x.jpg", "split=True", expected=expected))
+    redo = run_image(task(root, photo, "out/x.jpg", "split=True", expected=expected))
     assert redo.status == "ok"
     assert decoded(first.outputs[2].path).shape == (256, 256, 3)
 
 
 def test_changed_input_is_not_skipped(root, photo):
-    first = run_task(task(root, photo, "out/x.jpg", "blur=3"))
+    first = run_image(task(root, photo, "out/x.jpg", "blur=3"))
     expected = Expected(first.input_hash, tuple(first.outputs))
     photo.write_bytes(images.jpeg_bytes("chelsea.jpg"))
-    report = run_task(task(root, photo, "out/x.jpg", "blur=3", expected=expected))
+    report = run_image(task(root, photo, "out/x.jpg", "blur=3", expected=expected))
     assert report.status == "ok"
     assert (report.outputs[0].width, report.outputs[0].height) == (451, 300)
 
 
 def test_report_timings_name_the_stages(root, photo):
-    report = run_task(task(root, photo, "out/x.jpg", "blur=3", "grayscale"))
+    report = run_image(task(root, photo, "out/x.jpg", "blur=3", "grayscale"))
     assert {"read", "decode", "blur", "grayscale", "encode", "write"} <= set(report.timings)

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import Annotated, Literal
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Body, Query, Response
 
-from ...errors import NotFoundHTTP
-from ...jobs import JobManager, submit_job
-from ...store import ItemRow, JobRow
-from ..deps import EngineDep
+from ...errors import UnknownResource
+from ...jobs.manager import submit_job
+from ...state import ItemRow, JobRow
+from ...service import Service
+from ...tasks import JobStatus, Status, compression_ratio
+from ..deps import JobsDep, ServiceDep
 from ..schemas import (JOB_EXAMPLE, ErrorInfo, ImageResult, JobCreated, JobInfo, JobLinks, JobList, JobRequest,
                        JobResults, OutputResult, Summary)
 
@@ -22,10 +23,6 @@ MAX_OFFSET = 2 ** 53 - 1
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 NOT_FOUND = {404: {"description": "no job with this id"}}
-
-
-def _manager(request: Request) -> JobManager:
-    return request.app.state.jobs
 
 
 def _iso(ts: float | None) -> str | None:
@@ -43,7 +40,7 @@ def job_info(job: JobRow) -> JobInfo:
         span = max(end - job.resumed_at, 1e-6)
         rate = round((job.done - job.done_at_resume) / span, 3)
     remaining = max(job.total - job.done, 0)
-    if job.status in ("succeeded", "failed", "cancelled"):
+    if not JobStatus(job.status).active:
         eta = 0.0
     elif rate:
         eta = round(remaining / rate, 1)
@@ -52,7 +49,7 @@ def job_info(job: JobRow) -> JobInfo:
     elapsed = (end - job.started_at) * 1000.0 if job.started_at else 0.0
     summary = Summary(images=job.total, succeeded=job.succeeded, failed=job.failed, skipped=job.skipped,
                       outputs=job.outputs, input_bytes=job.input_bytes, output_bytes=job.output_bytes,
-                      compression_ratio=round(job.output_bytes / job.input_bytes, 4) if job.input_bytes else None,
+                      compression_ratio=compression_ratio(job.output_bytes, job.input_bytes),
                       elapsed_ms=round(elapsed, 3))
     return JobInfo(id=job.id, status=job.status, total=job.total, done=job.done, succeeded=job.succeeded,
                    failed=job.failed, skipped=job.skipped,
@@ -66,21 +63,21 @@ def _result(row: ItemRow) -> ImageResult:
     return ImageResult(input=row.input, status=row.status, input_bytes=row.input_bytes or 0,
                        outputs=[OutputResult(**o) for o in row.outputs],
                        error=ErrorInfo(code=row.error_code, message=row.error_message or "")
-                       if row.status == "error" else None,
+                       if row.status == Status.ERROR else None,
                        elapsed_ms=row.elapsed_ms or 0.0)
 
 
-async def _get(engine, job_id: str) -> JobRow:
-    job = await run_in_threadpool(engine.store.get_job, job_id)
+async def _get(service: Service, job_id: str) -> JobRow:
+    job = await service.engine.offload(service.store.get_job, job_id)
     if job is None:
-        raise NotFoundHTTP(f"no job with id {job_id!r}")
+        raise UnknownResource(f"no job with id {job_id!r}")
     return job
 
 
 @router.post("", status_code=202, response_model=JobCreated,
              responses={403: {"description": "a path leads outside the data root"},
                         422: {"description": "invalid body, operation, path or folder"}})
-async def create_job(request: Request, response: Response, engine: EngineDep,
+async def create_job(response: Response, service: ServiceDep, jobs: JobsDep,
                      body: JobRequest = Body(openapi_examples={
                          "folder": {"summary": "a folder of images", "value": JOB_EXAMPLE},
                          "images": {"summary": "a list of images (the /process body)", "value": {
@@ -92,48 +89,48 @@ async def create_job(request: Request, response: Response, engine: EngineDep,
     Each input ``DIR/REL`` of a folder job goes to ``OUTPUT_DIR/REL``. Images whose outputs
     are up to date are skipped (``options.skip_existing`` defaults to true for jobs).
     """
-    job_id = await run_in_threadpool(
-        submit_job, engine, operations=body.operations, metadata=body.options.metadata,
+    job_id = await service.engine.offload(lambda: submit_job(
+        service, operations=body.operations, metadata=body.options.metadata,
         skip_existing=body.options.skip_existing,
         images=[(im.input, im.output) for im in body.images] if body.images is not None else None,
         source=body.source.model_dump() if body.source is not None else None,
-        output_dir=body.output_dir, output_format=body.output_format)
-    _manager(request).start(job_id)
+        output_dir=body.output_dir, output_format=body.output_format))
+    jobs.start(job_id)
     response.headers["Location"] = f"/jobs/{job_id}"
-    return JobCreated(id=job_id, status="queued", links=_links(job_id))
+    return JobCreated(id=job_id, status=JobStatus.QUEUED, links=_links(job_id))
 
 
 @router.get("", response_model=JobList)
-async def list_jobs(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+async def list_jobs(service: ServiceDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> JobList:
     """Recent jobs, newest first."""
-    rows = await run_in_threadpool(engine.store.list_jobs, limit, offset)
+    rows = await service.engine.offload(service.store.list_jobs, limit, offset)
     return JobList(jobs=[job_info(j) for j in rows])
 
 
 @router.get("/{job_id}", response_model=JobInfo, responses=NOT_FOUND)
-async def get_job(job_id: str, engine: EngineDep) -> JobInfo:
+async def get_job(job_id: str, service: ServiceDep) -> JobInfo:
     """Counts, progress, images per second and the estimated time left."""
-    return job_info(await _get(engine, job_id))
+    return job_info(await _get(service, job_id))
 
 
 @router.get("/{job_id}/results", response_model=JobResults, responses=NOT_FOUND)
-async def job_results(job_id: str, engine: EngineDep, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+async def job_results(job_id: str, service: ServiceDep, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                      status: Literal["ok", "skipped", "error"] | None = None) -> JobResults:
+                      status: Status | None = None) -> JobResults:
     """A page of per-image results in job order, optionally only those with one status."""
-    await _get(engine, job_id)
-    total, rows = await run_in_threadpool(engine.store.results, job_id, offset, limit, status)
+    await _get(service, job_id)
+    total, rows = await service.engine.offload(service.store.results, job_id, offset, limit, status)
     return JobResults(job_id=job_id, offset=offset, limit=limit, total=total, results=[_result(r) for r in rows])
 
 
 @router.delete("/{job_id}", response_model=JobInfo, responses=NOT_FOUND)
-async def cancel_job(request: Request, job_id: str, engine: EngineDep) -> JobInfo:
+async def cancel_job(job_id: str, service: ServiceDep, jobs: JobsDep) -> JobInfo:
     """Cancel: no new image starts, images in flight finish (no partial files); answers the job as it ends.
 
     Cancelling a job that has already ended changes nothing.
     """
-    job = await _get(engine, job_id)
-    if job.status in ("queued", "running"):
-        await _manager(request).cancel(job_id)
-    return job_info(await _get(engine, job_id))
+    job = await _get(service, job_id)
+    if JobStatus(job.status).active:
+        await jobs.cancel(job_id)
+    return job_info(await _get(service, job_id))

@@ -5,16 +5,16 @@ from fastapi import APIRouter
 
 from ... import __version__
 from ...operations import describe_operations
-from ..deps import EngineDep
+from ..deps import ServiceDep
 from ..schemas import Health, OperationsResponse
 
 router = APIRouter(tags=["service"])
 
 
 @router.get("/health", response_model=Health)
-async def health(engine: EngineDep) -> Health:
+async def health(service: ServiceDep) -> Health:
     """Liveness, the executor in use and the size of its pool."""
-    return Health(status="ok", executor=engine.settings.executor, workers=engine.executor.workers,
+    return Health(status="ok", executor=service.settings.executor, workers=service.engine.executor.workers,
                   version=__version__)
 
 

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter, Body
 
-from ...engine import Engine
 from ...errors import TooManyImages
-from ...planning import PlannedImage, build_pipeline, plan_images
-from ...worker import Output, Report
-from ..deps import EngineDep
+from ...plan import PlannedImage
+from ...service import Service
+from ...tasks import Output, Report, Status, compression_ratio
+from ..deps import ServiceDep
 from ..schemas import (
     PROCESS_EXAMPLE,
     ErrorInfo,
@@ -43,26 +43,18 @@ ProcessBody = Body(openapi_examples={
 })
 
 
-def check_count(body: ProcessRequest, engine: Engine) -> None:
-    limit = engine.settings.max_images_per_request
+def check_count(body: ProcessRequest, service: Service) -> None:
+    limit = service.settings.max_images_per_request
     if len(body.images) > limit:
         raise TooManyImages(f"{len(body.images)} images in one request; at most {limit} (submit a job for more)")
 
 
-def plan_request(body: ProcessRequest, engine: Engine) -> list[PlannedImage]:
-    """Validate paths and names (blocking filesystem look-ups: call in a thread; the image count
-    is checked before, by the caller)."""
-    s = engine.settings
-    pipeline = build_pipeline(body.operations, body.options.metadata, s.max_pixels)
-    return plan_images([(im.input, im.output) for im in body.images], pipeline, str(s.data_root), s.max_pixels,
-                       planes=s.jpeg_planes)
-
-
-def prepare(body: ProcessRequest, engine: Engine) -> list[PlannedImage]:
-    """Plan the request and attach the manifest's records (blocking: call in a thread)."""
-    planned = plan_request(body, engine)
-    engine.with_expectations(planned, body.options.skip_existing)
-    return planned
+def plan_request(body: ProcessRequest, service: Service, skip_existing: bool = False) -> list[PlannedImage]:
+    """Validate paths and names, and look up the manifest with ``skip_existing`` (blocking
+    file-system look-ups: call off the event loop; the image count is checked before)."""
+    pipeline = service.pipeline(body.operations, body.options.metadata)
+    return service.planner.images([(im.input, im.output) for im in body.images], pipeline,
+                                  skip_existing=skip_existing)
 
 
 def _outputs(names: Sequence[str], outputs: Sequence[Output]) -> list[OutputResult]:
@@ -75,58 +67,60 @@ def build_response(planned: Sequence[PlannedImage], reports: Sequence[Report], e
     for p, rep in zip(planned, reports):
         results.append(ImageResult(
             input=p.input, status=rep.status, input_bytes=rep.input_bytes, outputs=_outputs(p.outputs, rep.outputs),
-            error=ErrorInfo(code=rep.error_code, message=rep.error_message) if rep.status == "error" else None,
+            error=ErrorInfo(code=rep.error_code, message=rep.error_message) if rep.status == Status.ERROR else None,
             elapsed_ms=rep.elapsed_ms))
     return ProcessResponse(results=results, summary=summarize(results, elapsed_ms))
 
 
 def summarize(results: Sequence[ImageResult], elapsed_ms: float) -> Summary:
-    ok = [r for r in results if r.status == "ok"]
+    ok = [r for r in results if r.status == Status.OK]
     in_bytes = sum(r.input_bytes for r in ok)
     out_bytes = sum(o.bytes for r in ok for o in r.outputs)
-    return Summary(images=len(results), succeeded=len(ok), failed=sum(r.status == "error" for r in results),
-                   skipped=sum(r.status == "skipped" for r in results), outputs=sum(len(r.outputs) for r in ok),
+    return Summary(images=len(results), succeeded=len(ok), failed=sum(r.status == Status.ERROR for r in results),
+                   skipped=sum(r.status == Status.SKIPPED for r in results), outputs=sum(len(r.outputs) for r in ok),
                    input_bytes=in_bytes, output_bytes=out_bytes,
-                   compression_ratio=round(out_bytes / in_bytes, 4) if in_bytes else None,
-                   elapsed_ms=round(elapsed_ms, 3))
+                   compression_ratio=compression_ratio(out_bytes, in_bytes), elapsed_ms=round(elapsed_ms, 3))
 
 
-async def process_request(body: ProcessRequest, engine: Engine) -> ProcessResponse:
+async def process_request(body: ProcessRequest, service: Service) -> ProcessResponse:
     start = time.perf_counter()
-    check_count(body, engine)
+    check_count(body, service)
+    engine = service.engine
     # Admission first: when the queue is full, answer 429 before spending anything on the request.
     engine.admit(len(body.images))
     try:
-        planned = await engine.offload(prepare, body, engine)
+        planned = await engine.offload(plan_request, body, service, body.options.skip_existing)
     except BaseException:
         engine.release(len(body.images))
         raise
-    reports = await engine.run(planned)
-    await engine.offload(engine.record, planned, reports)
+    pipeline = planned[0].task.pipeline if planned else None  # type: ignore[union-attr]
+    reports = await engine.run([p.task for p in planned], pipeline)  # type: ignore[misc]
+    if pipeline is not None:
+        await engine.offload(service.store.record, reports, pipeline.digest())
     return build_response(planned, reports, (time.perf_counter() - start) * 1000.0)
 
 
 @router.post("/process", response_model=ProcessResponse, responses=REFUSALS)
-async def process(engine: EngineDep, body: ProcessRequest = ProcessBody) -> ProcessResponse:
+async def process(service: ServiceDep, body: ProcessRequest = ProcessBody) -> ProcessResponse:
     """Run the operations on every image; one result per image, in request order.
 
     A bad image gets status ``error`` with a code and does not stop the others. A refused
     request (422, 403, 413, 429) writes nothing.
     """
-    return await process_request(body, engine)
+    return await process_request(body, service)
 
 
 @router.post("/items/", response_model=ProcessResponse, responses=REFUSALS)
-async def items(engine: EngineDep, body: ProcessRequest = ProcessBody) -> ProcessResponse:
+async def items(service: ServiceDep, body: ProcessRequest = ProcessBody) -> ProcessResponse:
     """The original py-image-server route: the same as ``POST /process``."""
-    return await process_request(body, engine)
+    return await process_request(body, service)
 
 
 @router.post("/plan", response_model=PlanResponse, responses={k: REFUSALS[k] for k in (403, 413, 422)})
-async def plan(engine: EngineDep, body: ProcessRequest = ProcessBody) -> PlanResponse:
+async def plan(service: ServiceDep, body: ProcessRequest = ProcessBody) -> PlanResponse:
     """The normalised operations and the files each image would write; no image is read or written."""
-    check_count(body, engine)
-    planned = await engine.offload(plan_request, body, engine)
+    check_count(body, service)
+    planned = await service.engine.offload(plan_request, body, service)
     ops = planned[0].task.pipeline.normalized() if planned else []
     return PlanResponse(operations=ops, outputs=sum(len(p.outputs) for p in planned),
                         images=[PlannedImageModel(input=p.input, output=p.output, outputs=p.outputs) for p in planned])

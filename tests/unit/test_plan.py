@@ -9,7 +9,8 @@ import pytest
 
 from app.errors import InvalidRequest, PathOutsideRoot
 from app.operations import parse_operation
-from app.planning import build_pipeline, plan_images
+from app.api.errors import STATUS_OF_REFUSAL
+from app.plan import Planner, build_pipeline
 from tests import images
 
 BUDGET = 100_000_000
@@ -28,7 +29,7 @@ def photos(root) -> str:
 
 
 def test_plan_resolves_paths_and_names_outputs(photos):
-    [p] = plan_images([("in/a.jpg", "out/a.png")], pipeline("blur=3"), photos, BUDGET)
+    [p] = Planner(photos, BUDGET).images([("in/a.jpg", "out/a.png")], pipeline("blur=3"))
     assert p.outputs == ["out/a.png"]
     assert p.task.input == os.path.join(photos, "in", "a.jpg")
     assert p.task.outputs == (os.path.join(photos, "out", "a.png"),)
@@ -37,14 +38,14 @@ def test_plan_resolves_paths_and_names_outputs(photos):
 
 
 def test_plan_names_the_tiles_of_a_fan_out(photos):
-    [p] = plan_images([("in/a.jpg", "testoutput/a_processed.jpg")], pipeline("splitQuadrants=True", "resize=2"),
-                      photos, BUDGET)
+    [p] = Planner(photos, BUDGET).images([("in/a.jpg", "testoutput/a_processed.jpg")],
+                                         pipeline("splitQuadrants=True", "resize=2"))
     assert p.outputs == [f"testoutput/a_processed_{i}.jpg" for i in range(4)]
     assert p.task.outputs == tuple(os.path.join(photos, "testoutput", f"a_processed_{i}.jpg") for i in range(4))
 
 
 def test_plan_names_nested_fan_out(photos):
-    [p] = plan_images([("in/a.jpg", "o/a.jpg")], pipeline("split=True", "split=1x3"), photos, BUDGET)
+    [p] = Planner(photos, BUDGET).images([("in/a.jpg", "o/a.jpg")], pipeline("split=True", "split=1x3"))
     assert len(p.outputs) == 12
     assert p.outputs[:4] == ["o/a_0_0.jpg", "o/a_0_1.jpg", "o/a_0_2.jpg", "o/a_1_0.jpg"]
     assert p.outputs[-1] == "o/a_3_2.jpg"
@@ -52,32 +53,32 @@ def test_plan_names_nested_fan_out(photos):
 
 def test_split_turned_off_or_1x1_adds_no_suffix(photos):
     for ops in (("split=False",), ("split=1x1",), ("splitQuadrants=None", "blur=3")):
-        [p] = plan_images([("in/a.jpg", "o/a.jpg")], pipeline(*ops), photos, BUDGET)
+        [p] = Planner(photos, BUDGET).images([("in/a.jpg", "o/a.jpg")], pipeline(*ops))
         assert p.outputs == ["o/a.jpg"]
 
 
 @pytest.mark.parametrize("output", ["in/a.jpg", "./in/a.jpg", "in/../in/a.jpg", "in//a.jpg"])
 def test_output_equal_to_its_input_is_refused(photos, output):
     with pytest.raises(InvalidRequest) as exc:
-        plan_images([("in/a.jpg", output)], pipeline("blur=3"), photos, BUDGET)
+        Planner(photos, BUDGET).images([("in/a.jpg", output)], pipeline("blur=3"))
     assert exc.value.field == "images[0].output"
-    assert exc.value.status_code == 422
+    assert STATUS_OF_REFUSAL[exc.value.code] == 422
 
 
 def test_output_equal_to_its_input_through_an_absolute_path_is_refused(photos):
     with pytest.raises(InvalidRequest):
-        plan_images([("in/a.jpg", os.path.join(photos, "in", "a.jpg"))], pipeline("blur=3"), photos, BUDGET)
+        Planner(photos, BUDGET).images([("in/a.jpg", os.path.join(photos, "in", "a.jpg"))], pipeline("blur=3"))
 
 
 def test_output_that_is_a_symlink_to_the_input_is_refused(photos):
     os.symlink(os.path.join(photos, "in", "a.jpg"), os.path.join(photos, "link.jpg"))
     with pytest.raises(InvalidRequest):
-        plan_images([("in/a.jpg", "link.jpg")], pipeline("blur=3"), photos, BUDGET)
+        Planner(photos, BUDGET).images([("in/a.jpg", "link.jpg")], pipeline("blur=3"))
 
 
 def test_two_images_with_the_same_output_are_refused(photos):
     with pytest.raises(InvalidRequest) as exc:
-        plan_images([("in/a.jpg", "out/x.jpg"), ("in/b.jpg", "out/./x.jpg")], pipeline("blur=3"), photos, BUDGET)
+        Planner(photos, BUDGET).images([("in/a.jpg", "out/x.jpg"), ("in/b.jpg", "out/./x.jpg")], pipeline("blur=3"))
     assert exc.value.field == "images[1].output"
     assert "images[0]" in exc.value.message
 
@@ -86,46 +87,46 @@ def test_two_images_whose_tiles_collide_are_refused(photos):
     # both would write o/a_0.jpg .. o/a_3.jpg
     pairs = [("in/a.jpg", "o/a.jpg"), ("in/b.jpg", "o/a.jpg")]
     with pytest.raises(InvalidRequest):
-        plan_images(pairs, pipeline("split=True"), photos, BUDGET)
+        Planner(photos, BUDGET).images(pairs, pipeline("split=True"))
 
 
 def test_an_output_overwriting_another_images_input_is_refused(photos):
     with pytest.raises(InvalidRequest) as exc:
-        plan_images([("in/a.jpg", "out/a.jpg"), ("in/b.jpg", "in/a.jpg")], pipeline("blur=3"), photos, BUDGET)
+        Planner(photos, BUDGET).images([("in/a.jpg", "out/a.jpg"), ("in/b.jpg", "in/a.jpg")], pipeline("blur=3"))
     assert exc.value.field == "images[1].output"
 
 
 def test_the_same_input_twice_to_different_outputs_is_fine(photos):
-    planned = plan_images([("in/a.jpg", "o/1.jpg"), ("in/a.jpg", "o/2.png")], pipeline("blur=3"), photos, BUDGET)
+    planned = Planner(photos, BUDGET).images([("in/a.jpg", "o/1.jpg"), ("in/a.jpg", "o/2.png")], pipeline("blur=3"))
     assert [p.outputs for p in planned] == [["o/1.jpg"], ["o/2.png"]]
 
 
 @pytest.mark.parametrize("output", ["out/a.gif", "out/a", "out/a.jpg.txt", "out/.jpg", "out/a.svg"])
 def test_unknown_output_extension_is_refused(photos, output):
     with pytest.raises(InvalidRequest) as exc:
-        plan_images([("in/a.jpg", output)], pipeline("blur=3"), photos, BUDGET)
+        Planner(photos, BUDGET).images([("in/a.jpg", output)], pipeline("blur=3"))
     assert exc.value.field == "images[0].output"
     assert ".jpg" in exc.value.message and ".png" in exc.value.message
 
 
 @pytest.mark.parametrize("ext", [".jpg", ".JPEG", ".png", ".PNG", ".webp", ".tif", ".tiff", ".bmp"])
 def test_known_output_extensions_in_any_case_are_accepted(photos, ext):
-    [p] = plan_images([("in/a.jpg", "out/a" + ext)], pipeline("blur=3"), photos, BUDGET)
+    [p] = Planner(photos, BUDGET).images([("in/a.jpg", "out/a" + ext)], pipeline("blur=3"))
     assert p.outputs == ["out/a" + ext]
 
 
 def test_paths_outside_the_root_are_refused_naming_the_field(photos):
     with pytest.raises(PathOutsideRoot) as exc:
-        plan_images([("in/a.jpg", "o/a.jpg"), ("../../etc/passwd", "o/b.jpg")], pipeline("blur=3"), photos, BUDGET)
+        Planner(photos, BUDGET).images([("in/a.jpg", "o/a.jpg"), ("../../etc/passwd", "o/b.jpg")], pipeline("blur=3"))
     assert exc.value.field == "images[1].input"
     with pytest.raises(PathOutsideRoot) as exc:
-        plan_images([("in/a.jpg", "/tmp/evil.jpg")], pipeline("blur=3"), photos, BUDGET)
+        Planner(photos, BUDGET).images([("in/a.jpg", "/tmp/evil.jpg")], pipeline("blur=3"))
     assert exc.value.field == "images[0].output"
 
 
 def test_a_missing_input_is_not_a_planning_error(photos):
     # missing inputs are a per-image error found by the worker, not a refusal of the request
-    [p] = plan_images([("in/missing.jpg", "o/m.jpg")], pipeline("blur=3"), photos, BUDGET)
+    [p] = Planner(photos, BUDGET).images([("in/missing.jpg", "o/m.jpg")], pipeline("blur=3"))
     assert p.task.input == os.path.join(photos, "in", "missing.jpg")
 
 

@@ -1,4 +1,4 @@
-"""Paths under the data root, output naming, reading inputs and atomic writes."""
+"""Files: paths under the data root, reading inputs, atomic writes, flushing to disk, folder walks."""
 from __future__ import annotations
 
 import ctypes
@@ -8,7 +8,6 @@ import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
-from itertools import product
 
 from .errors import DecodeError, InvalidRequest, NotFound, PathOutsideRoot, WriteError
 
@@ -38,17 +37,6 @@ def resolve(root: str, path: str, field: str) -> str:
     if os.path.commonpath([root, real]) != root:
         raise PathOutsideRoot(f"the path {path!r} leads outside the data root", field)
     return real
-
-
-def output_names(output: str, fanout_shape: tuple[int, ...]) -> list[str]:
-    """The files a pipeline writes for one image: ``output`` itself, or ``STEM_I[_J...].EXT``
-    beside it when the pipeline fans out (tiles counted from 0 in row-major order)."""
-    if not fanout_shape:
-        return [output]
-    head, name = os.path.split(output)
-    stem, ext = os.path.splitext(name)
-    return [os.path.join(head, stem + "".join(f"_{i}" for i in idx) + ext)
-            for idx in product(*(range(n) for n in fanout_shape))]
 
 
 def read_input(path: str) -> bytes:

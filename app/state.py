@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
-from .worker import Expected, Output, Report
+from .tasks import Expected, JobStatus, Output, Report, Status
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest (
@@ -70,7 +70,7 @@ CREATE TABLE IF NOT EXISTS job_items (
 CREATE INDEX IF NOT EXISTS job_items_status ON job_items (job_id, status, seq);
 """
 
-ACTIVE = ("queued", "running")
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 @dataclass
@@ -164,17 +164,29 @@ class Store:
         return [(o.path, input_hash, pipeline, o.bytes, o.mtime_ns, o.width, o.height,
                  None if o.faces is None else json.dumps(o.faces)) for o in outputs]
 
-    def record(self, input_hash: str, pipeline: str, outputs: Iterable[Output]) -> None:
-        rows = self._manifest_rows(input_hash, pipeline, outputs)
-        with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO manifest VALUES (?,?,?,?,?,?,?,?)", rows)
+    @classmethod
+    def _manifest_of(cls, reports: Iterable[Report], pipeline: str) -> list[tuple]:
+        """The manifest's rows for what the succeeded ``reports`` wrote."""
+        return [row for rep in reports if rep.status == Status.OK and rep.input_hash
+                for row in cls._manifest_rows(rep.input_hash, pipeline, rep.outputs)]
+
+    @staticmethod
+    def _write_manifest(db: sqlite3.Connection, rows: list[tuple]) -> None:
+        if rows:
+            db.executemany("INSERT OR REPLACE INTO manifest VALUES (?,?,?,?,?,?,?,?)", rows)
+
+    def record(self, reports: Iterable[Report], pipeline: str) -> None:
+        """Remember what the succeeded images of a request wrote, made by ``pipeline`` (its digest)."""
+        rows = self._manifest_of(reports, pipeline)
+        with self._tx() as db:
+            self._write_manifest(db, rows)
 
     # -- jobs -------------------------------------------------------------------------
 
     def create_job(self, job_id: str, spec: dict) -> None:
         with self._lock:
-            self._db.execute("INSERT INTO jobs (id, status, spec, created_at) VALUES (?, 'queued', ?, ?)",
-                             (job_id, json.dumps(spec), time.time()))
+            self._db.execute("INSERT INTO jobs (id, status, spec, created_at) VALUES (?, ?, ?, ?)",
+                             (job_id, JobStatus.QUEUED, json.dumps(spec), time.time()))
 
     def add_items(self, job_id: str, start_seq: int, pairs: Sequence[tuple[str, str]]) -> None:
         with self._tx() as db:
@@ -204,8 +216,8 @@ class Store:
 
     def active_jobs(self) -> list[JobRow]:
         with self._lock:
-            rows = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status IN ('queued', 'running') "
-                                    f"ORDER BY created_at").fetchall()
+            rows = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status IN (?, ?) "
+                                    f"ORDER BY created_at", ACTIVE).fetchall()
         return [JobRow(*r) for r in rows]
 
     def jobs_by_status(self) -> dict[str, int]:
@@ -215,10 +227,10 @@ class Store:
     def start_job(self, job_id: str) -> None:
         now = time.time()
         with self._lock:
-            self._db.execute("UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?), "
-                             "resumed_at = ?, done_at_resume = done WHERE id = ?", (now, now, job_id))
+            self._db.execute("UPDATE jobs SET status = ?, started_at = COALESCE(started_at, ?), "
+                             "resumed_at = ?, done_at_resume = done WHERE id = ?", (JobStatus.RUNNING, now, now, job_id))
 
-    def finish_job(self, job_id: str, status: str, error: str | None = None) -> None:
+    def finish_job(self, job_id: str, status: JobStatus, error: str | None = None) -> None:
         with self._lock:
             self._db.execute("UPDATE jobs SET status = ?, finished_at = ?, error = COALESCE(?, error) WHERE id = ?",
                              (status, time.time(), error, job_id))
@@ -238,23 +250,23 @@ class Store:
                 "SELECT seq, input, output FROM job_items WHERE job_id = ? AND status IS NULL AND seq > ? "
                 "ORDER BY seq LIMIT ?", (job_id, after_seq, limit)).fetchall()
 
-    def save_results(self, job_id: str, results: Sequence[tuple[int, Report, list[str], str | None]]) -> None:
-        """Record a batch of results ``(seq, report, output names, pipeline digest)`` with counters and manifest."""
-        items, manifest = [], []
-        counts = {"ok": 0, "error": 0, "skipped": 0}
+    def save_results(self, job_id: str, results: Sequence[tuple[int, Report, list[str]]], pipeline: str) -> None:
+        """Record a batch of results ``(seq, report, output names)`` with the counters, and what
+        the succeeded images wrote in the manifest (made by ``pipeline``, its digest)."""
+        items = []
+        counts = {Status.OK: 0, Status.ERROR: 0, Status.SKIPPED: 0}
         outputs = in_bytes = out_bytes = 0
-        for seq, rep, names, digest in results:
+        for seq, rep, names in results:
             outs = [{"path": n, "width": o.width, "height": o.height, "bytes": o.bytes,
                      **({"faces": o.faces} if o.faces is not None else {})} for n, o in zip(names, rep.outputs)]
             items.append((rep.status, rep.input_bytes, json.dumps(outs), rep.error_code, rep.error_message,
                           rep.elapsed_ms, job_id, seq))
             counts[rep.status] += 1
-            if rep.status == "ok":
+            if rep.status == Status.OK:
                 outputs += len(rep.outputs)
                 in_bytes += rep.input_bytes
                 out_bytes += sum(o.bytes for o in rep.outputs)
-                if rep.input_hash and digest:
-                    manifest += self._manifest_rows(rep.input_hash, digest, rep.outputs)
+        manifest = self._manifest_of([rep for _seq, rep, _names in results], pipeline)
         with self._tx() as db:
             cur = db.executemany("UPDATE job_items SET status = ?, input_bytes = ?, outputs = ?, error_code = ?, "
                                  "error_message = ?, elapsed_ms = ? WHERE job_id = ? AND seq = ? AND status IS NULL",
@@ -264,10 +276,9 @@ class Store:
             db.execute("UPDATE jobs SET done = done + ?, succeeded = succeeded + ?, failed = failed + ?, "
                        "skipped = skipped + ?, outputs = outputs + ?, input_bytes = input_bytes + ?, "
                        "output_bytes = output_bytes + ? WHERE id = ?",
-                       (len(items), counts["ok"], counts["error"], counts["skipped"], outputs, in_bytes,
+                       (len(items), counts[Status.OK], counts[Status.ERROR], counts[Status.SKIPPED], outputs, in_bytes,
                         out_bytes, job_id))
-            if manifest:
-                db.executemany("INSERT OR REPLACE INTO manifest VALUES (?,?,?,?,?,?,?,?)", manifest)
+            self._write_manifest(db, manifest)
 
     def results(self, job_id: str, offset: int, limit: int, status: str | None) -> tuple[int, list[ItemRow]]:
         where = "job_id = ?" + (" AND status = ?" if status else " AND status IS NOT NULL")

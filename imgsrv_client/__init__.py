@@ -2,7 +2,7 @@
 
 Usage::
 
-    from app.client import AsyncClient, Client, ValidationError
+    from imgsrv_client import AsyncClient, Client, ValidationError
 
     with Client("http://127.0.0.1:8888", timeout=60) as c:
         out = c.process([("testimages/cyclo1.jpg", "testoutput/cyclo1.jpg")], ["resize=0.5", "blur=5"])

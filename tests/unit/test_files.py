@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from app.errors import DecodeError, InvalidRequest, NotFound, PathOutsideRoot, WriteError
-from app import storage
-from app.storage import TEMP_PREFIX, FileSystemSync, atomic_write, output_names, read_input, resolve, write_all
+from app import files as storage
+from app.api.errors import STATUS_OF_REFUSAL
+from app.files import TEMP_PREFIX, FileSystemSync, atomic_write, read_input, resolve, write_all
+from app.plan import output_names
 from tests import images
 
 FIELD = "images[3].input"
@@ -63,7 +65,7 @@ def assert_outside(root, path):
     with pytest.raises(PathOutsideRoot) as exc:
         resolve(root, path, FIELD)
     assert exc.value.field == FIELD
-    assert exc.value.status_code == 403
+    assert STATUS_OF_REFUSAL[exc.value.code] == 403
     return exc.value
 
 
@@ -112,7 +114,7 @@ def test_junk_paths_are_invalid_requests(root, path):
     with pytest.raises(InvalidRequest) as exc:
         resolve(root, path, FIELD)
     assert exc.value.field == FIELD
-    assert exc.value.status_code == 422
+    assert STATUS_OF_REFUSAL[exc.value.code] == 422
 
 
 def test_non_string_path_is_an_invalid_request(root):
@@ -210,7 +212,7 @@ def test_atomic_write_failing_mid_write_keeps_the_old_file(root):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
         from app.errors import WriteError
-        from app.storage import atomic_write
+        from app.files import atomic_write
         try:
             atomic_write({path!r}, b"x" * 1_000_000)
         except WriteError as exc:

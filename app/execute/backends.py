@@ -1,10 +1,12 @@
 """Pool backends behind one interface: ``submit(task) -> Future[Report]`` that never fails.
+Every backend runs ``app.render.worker.execute`` after ``app.render.setup.init_worker``.
 
 - ``process`` (default): a pebble ProcessPool. A worker that dies (segfault, OOM kill) fails
   only the task it held, with ``worker_crashed``; pebble starts a new worker and the pool
   keeps serving. A task over the time limit is ``timeout`` and its worker is replaced.
 - ``thread``: a thread pool in the server process (OpenCV releases the GIL); no crash
   isolation, and a task over the time limit is reported but cannot be stopped.
+- ``dask://HOST:PORT``: the workers of a Dask cluster (app.execute.dask).
 """
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from pebble import ProcessExpired, ProcessPool
 
-from .worker import Ping, Report, Task, execute, init_worker
+from ..errors import ErrorCode
+from ..render.setup import init_worker, limit_decoder
+from ..render.worker import execute
+from ..tasks import Ping, Report, Task
 
 log = logging.getLogger("imgsrv.executor")
 
@@ -31,8 +36,9 @@ class Executor:
 
     kind = "base"
 
-    def __init__(self, workers: int, task_timeout: float | None = None):
+    def __init__(self, workers: int, task_timeout: float | None = None, max_pixels: int = 100_000_000):
         self.workers = workers
+        self.max_pixels = max_pixels  # the decoder limit init_worker sets
         self.task_timeout = task_timeout
         self.crashes = 0  # workers lost (crash or time limit) and replaced
         self._lock = threading.Lock()
@@ -43,30 +49,31 @@ class Executor:
         try:
             inner = self._submit(task)
         except Exception as exc:  # the pool itself refused (shutting down, ...)
-            out.set_result(task.failed("worker_crashed", f"the worker pool is unavailable: {exc}"))
+            out.set_result(Report.failure(ErrorCode.WORKER_CRASHED, f"the worker pool is unavailable: {exc}"))
             return out
         inner.add_done_callback(lambda f: out.set_result(self._report(task, f)))
         return out
 
-    def _report(self, task, fut: Future):
+    def _report(self, task: Task, fut: Future):
         try:
             return fut.result()
         except FutureTimeout:
             self._count_crash()
-            return task.failed("timeout", f"the image took longer than {self.task_timeout:g} s; "
-                                          "its worker was replaced")
+            return Report.failure(ErrorCode.TIMEOUT, f"the image took longer than {self.task_timeout:g} s; "
+                                                     "its worker was replaced")
         except ProcessExpired as exc:
             self._count_crash()
             log.warning("a worker died while processing an image (exit code %s); a new one takes its place",
                         exc.exitcode)
-            return task.failed("worker_crashed", f"the worker processing this image died (exit code {exc.exitcode})")
+            return Report.failure(ErrorCode.WORKER_CRASHED,
+                                  f"the worker processing this image died (exit code {exc.exitcode})")
         except WorkerLost as exc:
             self._count_crash()
             log.warning("%s", exc)
-            return task.failed("worker_crashed", str(exc))
+            return Report.failure(ErrorCode.WORKER_CRASHED, str(exc))
         except Exception as exc:  # a bug in the worker, or the pool broke
             log.exception("a task failed unexpectedly")
-            return task.failed("worker_crashed", f"the worker failed: {type(exc).__name__}: {exc}")
+            return Report.failure(ErrorCode.WORKER_CRASHED, f"the worker failed: {type(exc).__name__}: {exc}")
 
     def warm_up(self) -> None:
         """Start every worker now rather than at the first image."""
@@ -87,13 +94,16 @@ class Executor:
 class ProcessExecutor(Executor):
     kind = "process"
 
-    def __init__(self, workers: int, task_timeout: float | None = None):
-        super().__init__(workers, task_timeout)
+    def __init__(self, workers: int, task_timeout: float | None = None, max_pixels: int = 100_000_000):
+        super().__init__(workers, task_timeout, max_pixels)
         # Workers are forked from a clean fork server, not from the server process with its
-        # event loop and threads; the server preloads the worker code once.
+        # event loop and threads; the fork server preloads the worker code (and OpenCV) once,
+        # so the decoder's limit must be in its environment when it starts.
+        limit_decoder(max_pixels)
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["app.worker"])
-        self._pool = ProcessPool(max_workers=workers, initializer=init_worker, context=ctx)
+        ctx.set_forkserver_preload(["app.render.worker"])
+        self._pool = ProcessPool(max_workers=workers, initializer=init_worker, initargs=(max_pixels, True),
+                                 context=ctx)
         self.ready: set[int] = set()  # the workers (pids) that answered in the last complete wait
         self._crashes_when_ready = 0
 
@@ -124,9 +134,9 @@ class ProcessExecutor(Executor):
             futures = [self.submit(Ping()) for _ in range(self.workers)]
             done, _ = wait(futures, timeout=max(left, 0))
             answers = [f.result() for f in done]
-            broken = [a for a in answers if not isinstance(a, int)]
+            broken = [a for a in answers if not isinstance(a, int)]  # a failure Report instead of a pid
             if broken:
-                return broken[0]
+                return f"{broken[0].error_code}: {broken[0].error_message}"
             ready.update(answers)
             if len(ready) >= self.workers:
                 self.ready, self._crashes_when_ready = ready, self.crashes
@@ -152,25 +162,13 @@ class ProcessExecutor(Executor):
 class ThreadExecutor(Executor):
     kind = "thread"
 
-    def __init__(self, workers: int, task_timeout: float | None = None):
-        super().__init__(workers, task_timeout)
+    def __init__(self, workers: int, task_timeout: float | None = None, max_pixels: int = 100_000_000):
+        super().__init__(workers, task_timeout, max_pixels)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgsrv-worker",
-                                        initializer=init_worker)
+                                        initializer=init_worker, initargs=(max_pixels,))
 
     def _submit(self, task: Task) -> Future:
         return self._pool.submit(execute, task)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)
-
-
-def make_executor(kind: str, workers: int, task_timeout: float | None = None, data_root: str = "/") -> Executor:
-    if kind == "process":
-        return ProcessExecutor(workers, task_timeout)
-    if kind == "thread":
-        return ThreadExecutor(workers, task_timeout)
-    if kind.startswith("dask://"):
-        from .dask_executor import DaskExecutor  # optional dependency
-
-        return DaskExecutor(kind, workers, task_timeout, data_root)
-    raise ValueError(f"unknown executor {kind!r}")

@@ -13,8 +13,9 @@ import logging
 import os
 from concurrent.futures import Future
 
-from .executor import Executor, WorkerLost
-from .worker import execute
+from ..render.setup import init_worker
+from ..render.worker import execute
+from .backends import Executor, WorkerLost
 
 log = logging.getLogger("imgsrv.executor")
 
@@ -26,16 +27,11 @@ def _sees(path: str) -> bool:
     return os.path.isdir(path)
 
 
-def _init_dask_worker() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # Dask's threads give the parallelism
-
-
 class DaskExecutor(Executor):
     kind = "dask"
 
-    def __init__(self, address: str, workers: int, task_timeout: float | None = None, data_root: str = "/"):
+    def __init__(self, address: str, workers: int, task_timeout: float | None = None, data_root: str = "/",
+                 max_pixels: int = 100_000_000):
         try:
             from distributed import Client
         except ImportError:  # pragma: no cover - distributed is in requirements.txt
@@ -63,9 +59,9 @@ class DaskExecutor(Executor):
             self._client.close()
             raise RuntimeError(f"Dask workers {', '.join(blind)} do not see the data root {data_root}: mount it at "
                                "the same path on every worker (a shared filesystem such as NFS)")
-        self._client.run(_init_dask_worker)
+        self._client.run(init_worker, max_pixels)
         threads = sum(w.get("nthreads", 1) for w in self._client.scheduler_info()["workers"].values())
-        super().__init__(threads or workers, task_timeout)
+        super().__init__(threads or workers, task_timeout, max_pixels)
         log.info("Dask executor: scheduler %s, %d workers, %d threads", target, len(seen), self.workers)
 
     def _submit(self, task) -> Future:

@@ -1,0 +1,1 @@
+"""Background jobs: the runner of one job and the server's manager of them (their records: app.state)."""
