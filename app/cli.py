@@ -78,10 +78,14 @@ def run(args: argparse.Namespace) -> int:
     output_format = _format(args.format)
     source = os.path.abspath(args.source)
     output_dir = os.path.abspath(args.output_dir)
-    state_dir = args.state_dir or os.environ.get("IMGSRV_STATE_DIR") or os.path.join(output_dir, ".imgsrv")
     # The command line acts with the user's own rights: paths are not confined unless IMGSRV_DATA_ROOT says so.
+    # Its state (the manifest, the job record) is never in the output folder: IMGSRV_STATE_DIR, by default
+    # .imgsrv under the data root, which defaults to the current folder.
+    state_dir = args.state_dir or os.environ.get("IMGSRV_STATE_DIR") or os.path.join(
+        os.environ.get("IMGSRV_DATA_ROOT") or os.getcwd(), ".imgsrv")
     settings = _settings({"workers": args.workers, "executor": args.executor, "state_dir": state_dir,
-                          "data_root": os.environ.get("IMGSRV_DATA_ROOT") or "/"})
+                          "data_root": os.environ.get("IMGSRV_DATA_ROOT") or "/",
+                          "output_root": os.environ.get("IMGSRV_OUTPUT_ROOT")})
     _prepare(settings)
     from tqdm import tqdm
 
@@ -90,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from .jobs.runner import JobRunner
     from .operations import parse_operation
     from .service import Service
-    from .tasks import Status, compression_ratio
+    from .tasks import Overwrite, Status, compression_ratio
 
     operations = []
     for text in args.op:
@@ -131,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         try:
             job_id = submit_job(service, operations=operations, metadata=args.metadata,
-                                skip_existing=not args.no_skip,
+                                skip_existing=not args.no_skip, overwrite=Overwrite(args.overwrite),
                                 source={"dir": source, "pattern": args.pattern, "recursive": args.recursive},
                                 output_dir=output_dir, output_format=output_format)
         except RequestError as exc:
@@ -175,6 +179,10 @@ def run(args: argparse.Namespace) -> int:
         elapsed = time.perf_counter() - start
         bar.close()
         _n, failures = service.store.results(job_id, 0, 10, Status.ERROR) if job.failed else (0, [])
+        if not interrupted:
+            # the run's record is done with: its summary is printed, and what it wrote stays in the
+            # manifest and the record of written files, which the next run resumes from
+            service.store.delete_job(job_id)
     finally:
         service.close()
         # Once interrupted, further Ctrl-C are ignored: the process is on its way out (and Python
@@ -243,7 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--executor", help="process (default), thread or dask://HOST:PORT")
     r.add_argument("--metadata", choices=("keep", "strip"), default="keep", help="EXIF of JPEG inputs")
     r.add_argument("--no-skip", action="store_true", help="process every image even when its outputs are up to date")
-    r.add_argument("--state-dir", help="where the job database lives (default OUTPUT_DIR/.imgsrv)")
+    r.add_argument("--overwrite", choices=("own", "never", "always"), default="own",
+                   help="a file already at an output path: own (default) replaces only a file imgsrv wrote and "
+                        "that is unchanged since, never replaces none, always replaces any")
+    r.add_argument("--state-dir", help="where the manifest and the job record live (default IMGSRV_STATE_DIR, "
+                                       "or .imgsrv in the data root: IMGSRV_DATA_ROOT or the current folder)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 

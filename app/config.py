@@ -23,7 +23,21 @@ class Settings(BaseSettings):
     max_images_per_request: int = Field(1000, ge=1)
     max_upload_bytes: int = Field(52_428_800, ge=1)
     max_queue: int = Field(10_000, ge=0)
-    state_dir: Path | None = Field(None, description="job database folder; default DATA_ROOT/.imgsrv")
+    max_outputs: int = Field(4096, ge=1, description="outputs one image may fan out to (the product of its splits)")
+    max_request_outputs: int = Field(16384, ge=1, description="outputs of one /process or /plan request; more: "
+                                                              "413 (use a job)")
+    max_output_pixels: int | None = Field(None, ge=1, description="pixels of all of one image's images together "
+                                                                   "at any step; default IMGSRV_MAX_PIXELS")
+    max_work: float = Field(5e10, gt=0, description="estimated pixel reads of one image's operations "
+                                                    "(about 35 s of one core)")
+    max_body_bytes: int = Field(8_388_608, ge=1, description="larger JSON bodies get 413 before they are read whole")
+    max_answer_bytes: int = Field(268_435_456, ge=1, description="largest /render answer (an image or a zip)")
+    max_jobs: int = Field(2, ge=1, description="jobs running at once; the rest wait as queued")
+    job_retention_days: float = Field(30.0, ge=0, description="finished jobs' records are forgotten after this "
+                                                              "many days (0: kept until deleted)")
+    state_dir: Path | None = Field(None, description="job database and manifest folder, never an input or an "
+                                                     "output; default DATA_ROOT/.imgsrv")
+    output_root: Path | None = Field(None, description="every output resolves under it; default DATA_ROOT")
     task_timeout: float | None = Field(300.0, gt=0, description="seconds one image may take before its worker is replaced")
     log_level: str = "info"
     jpeg_planes: bool = Field(True, description="JPEG-to-JPEG crops and fill redactions run on the YCbCr planes "
@@ -43,8 +57,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _resolve_paths(self) -> "Settings":
         self.data_root = Path(os.path.realpath(self.data_root))
-        if self.state_dir is None:
-            self.state_dir = self.data_root / ".imgsrv"
+        self.output_root = Path(os.path.realpath(self.output_root or self.data_root))
+        self.state_dir = Path(os.path.realpath(self.state_dir or self.data_root / ".imgsrv"))
+        if self.max_output_pixels is None:
+            self.max_output_pixels = self.max_pixels
         return self
 
 

@@ -13,6 +13,7 @@ class ErrorCode(StrEnum):
     TOO_LARGE = "too_large"
     INVALID_OPERATION = "invalid_operation"
     WRITE_ERROR = "write_error"
+    OUTPUT_EXISTS = "output_exists"
     WORKER_CRASHED = "worker_crashed"
     TIMEOUT = "timeout"
 
@@ -74,6 +75,12 @@ class WriteError(ImageError):
     """An output could not be encoded or written."""
 
     code = ErrorCode.WRITE_ERROR
+
+
+class OutputExists(ImageError):
+    """A file is at an output path and the overwrite policy protects it."""
+
+    code = ErrorCode.OUTPUT_EXISTS
 
 
 # Request errors: the whole request is refused and nothing is written.

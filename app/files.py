@@ -4,23 +4,25 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import secrets
 import stat
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 
-from .errors import DecodeError, InvalidRequest, NotFound, PathOutsideRoot, WriteError
+from .errors import DecodeError, InvalidRequest, NotFound, OutputExists, PathOutsideRoot, WriteError
+from .tasks import Overwrite, WriteRule
 
 MAX_PATH_BYTES = 4096
 TEMP_PREFIX = ".imgsrv-tmp-"
 
 
-def resolve(root: str, path: str, field: str) -> str:
+def resolve(root: str, path: str, field: str, within: str | None = None, sealed: str | None = None) -> str:
     """The real absolute path of ``path`` (relative to ``root``, or absolute inside it).
 
-    Symlinks are followed before the check, so one that leads out of the root is refused
-    (403) like ``..`` or an absolute path elsewhere. Junk (empty, NUL bytes, backslashes,
-    over-long) is a 422. ``root`` must itself be a real path.
+    Symlinks are followed before the check, so one that leads out of ``within`` (default:
+    ``root``) is refused (403) like ``..`` or an absolute path elsewhere, and so is anything
+    inside ``sealed`` (imgsrv's state folder). Junk (empty, NUL bytes, backslashes,
+    over-long) is a 422. ``root``, ``within`` and ``sealed`` must be real paths.
     """
     if not isinstance(path, str) or not path.strip():
         raise InvalidRequest("the path is empty", field)
@@ -34,104 +36,288 @@ def resolve(root: str, path: str, field: str) -> str:
         real = os.path.realpath(os.path.join(root, path))
     except (OSError, ValueError) as exc:
         raise InvalidRequest(f"the path cannot be resolved: {exc}", field) from None
-    if os.path.commonpath([root, real]) != root:
-        raise PathOutsideRoot(f"the path {path!r} leads outside the data root", field)
+    bound = within or root
+    if os.path.commonpath([bound, real]) != bound:
+        where = "the output root" if bound != root else "the data root"
+        raise PathOutsideRoot(f"the path {path!r} leads outside {where}", field)
+    if sealed is not None and os.path.commonpath([sealed, real]) == sealed:
+        raise PathOutsideRoot(f"the path {path!r} is inside imgsrv's state folder, which is never an input "
+                              "or an output", field)
     return real
 
 
-def read_input(path: str) -> bytes:
-    """The whole file; refuses what is not a regular file before opening it (no FIFO hangs)."""
+REPLACE_ANY = WriteRule(Overwrite.ALWAYS)
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class LinkOnPath(OSError):
+    """A symbolic link where ``open_folder`` expected a folder."""
+
+
+def _open_component(fd: int, part: str) -> int:
     try:
-        st = os.stat(path)
+        return os.open(part, _DIR_FLAGS, dir_fd=fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            try:
+                if stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
+                    raise LinkOnPath(errno.ELOOP, f"{part} is a symbolic link") from None
+            except FileNotFoundError:
+                pass
+        raise
+
+
+def open_folder(path: str, create: bool = False) -> int:
+    """A descriptor of the folder ``path`` (absolute, a real path), opened from ``/`` one
+    component at a time without following a symbolic link: a link swapped in anywhere on the
+    way after the path was checked is refused (LinkOnPath), never followed. Missing folders
+    are made with ``create``."""
+    fd = os.open("/", _DIR_FLAGS)
+    try:
+        for part in (p for p in path.split("/") if p):
+            try:
+                nxt = _open_component(fd, part)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:
+                    os.mkdir(part, 0o777, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                nxt = _open_component(fd, part)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _absolute(path: str) -> str:
+    """``path`` as an absolute path (the planner's paths are already; a relative one is taken
+    from the current folder's real path)."""
+    return path if os.path.isabs(path) else os.path.join(os.path.realpath(os.getcwd()), path)
+
+
+def read_input(path: str) -> bytes:
+    """The whole file (see read_input_file)."""
+    return read_input_file(path)[0]
+
+
+def read_input_file(path: str) -> tuple[bytes, os.stat_result]:
+    """The whole file and its status, opened without following a link on the way (the
+    planner resolved every link: one found now was swapped in since). What is not a regular
+    file is refused before it is opened (no FIFO hangs)."""
+    folder, name = os.path.split(_absolute(path))
+    try:
+        fd = open_folder(folder)
     except FileNotFoundError:
         raise NotFound("the input file does not exist") from None
+    except LinkOnPath:
+        raise NotFound("a folder on the input's path was replaced by a link since the request was checked") from None
     except OSError as exc:
-        raise NotFound(f"the input file cannot be read: {exc.strerror}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise NotFound("the input is a folder, not a file")
-    if not stat.S_ISREG(st.st_mode):
-        raise DecodeError("the input is not a regular file")
+        raise NotFound(f"the input file cannot be read: {_reason(exc)}") from None
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise NotFound(f"the input file cannot be read: {exc.strerror}") from None
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise NotFound("the input file does not exist") from None
+        except OSError as exc:
+            raise NotFound(f"the input file cannot be read: {exc.strerror}") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise NotFound("the input is a folder, not a file")
+        if stat.S_ISLNK(st.st_mode):
+            raise NotFound("the input was replaced by a link since the request was checked")
+        if not stat.S_ISREG(st.st_mode):
+            raise DecodeError("the input is not a regular file")
+        try:
+            f = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
+        except OSError as exc:
+            raise NotFound(f"the input file cannot be read: {_reason(exc)}") from None
+        with os.fdopen(f, "rb") as stream:
+            opened = os.fstat(stream.fileno())
+            if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(opened.st_mode):
+                raise NotFound("the input changed while it was opened")
+            try:
+                return stream.read(), opened
+            except OSError as exc:
+                raise NotFound(f"the input file cannot be read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
 
 
-def atomic_write(path: str, data: bytes) -> None:
+def atomic_write(path: str, data: bytes, rule: WriteRule | None = None) -> os.stat_result:
     """Write ``data`` at ``path`` so that a reader sees the old file or the whole new one.
 
     The bytes go to a temporary file in the same folder, are flushed to disk, and the file
     is renamed over ``path``. On any failure the temporary file is removed and whatever was
-    at ``path`` before stays as it was. Missing folders are created.
+    at ``path`` before stays as it was. Missing folders are created. ``rule`` says whether a
+    file already there may be replaced (default: any; the planner gives every task its rule).
     """
-    write_all([(path, data)])
+    return write_all([(path, data)], rule=rule)[0]
 
 
-def write_all(files: list[tuple[str, bytes]], sync: bool = True) -> None:
-    """Write several files all or nothing (the tiles of one image).
+def write_all(files: list[tuple[str, bytes]], sync: bool = True, rule: WriteRule | None = None,
+              keep: os.stat_result | None = None, tag: str = "") -> list[os.stat_result]:
+    """Write several files all or nothing (the tiles of one image); the status of each as written.
 
-    Every file is first written whole to a temporary file beside its destination (and
-    flushed to disk with ``sync``); only when all succeeded are they renamed into place. If
-    any write fails, every temporary file is removed and no destination is touched.
+    Every file is first written whole to a temporary file in its destination's folder (and
+    flushed to disk with ``sync``). Each folder is opened without following links (see
+    ``open_folder``), and the temporary file and the rename stay inside the folder opened: a
+    link swapped in meanwhile makes the write fail, never lead elsewhere. Only when every
+    file is staged, and every file already at a destination may be replaced (``rule``; never
+    ``keep``, the input itself through a hard link), are they renamed into place; a file that
+    appears at a free destination meanwhile is not replaced either. If anything fails, every
+    temporary file is removed and no destination is touched. ``tag`` marks the temporary
+    files' names (a job's, so that it removes only its own when it resumes).
 
     Without ``sync`` the rename still makes each file appear whole to every reader and
     survives the death of any process; only a crash of the machine itself could lose it.
     Jobs write that way and make a whole batch durable at once (``FileSystemSync``)
     before they record it.
     """
-    staged: list[tuple[str, str]] = []
+    rule = rule or REPLACE_ANY
+    staged: list[tuple[int, str, str]] = []  # (folder fd, temporary name, name)
+    folders: dict[str, int] = {}
+    stats: list[os.stat_result] = []
+    renamed = 0
     try:
         for path, data in files:
-            staged.append((_stage(path, data, sync), path))
-        for tmp, path in staged:
-            os.replace(tmp, path)
+            folder, name = os.path.split(_absolute(path))
+            if folder not in folders:
+                folders[folder] = _open_output_folder(folder)
+            tmp, st = _stage(folders[folder], data, sync, tag)
+            staged.append((folders[folder], tmp, name))
+            stats.append(st)
+        found = [_check_target(fd, name, i, rule, keep, data)
+                 for i, ((fd, _tmp, name), (_path, data)) in enumerate(zip(staged, files))]
+        for i, ((fd, tmp, name), target) in enumerate(zip(staged, found)):
+            if target is None:
+                _rename_no_replace(fd, tmp, name)
+            elif target is _REPLACE:
+                os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+            else:  # the same bytes are there already: they stay, untouched
+                os.unlink(tmp, dir_fd=fd)
+                stats[i] = target
+            renamed += 1
     except BaseException as exc:
-        for tmp, _path in staged:
+        for fd, tmp, _name in staged[renamed:]:
             try:
-                os.unlink(tmp)
+                os.unlink(tmp, dir_fd=fd)
             except OSError:
                 pass
         if isinstance(exc, OSError):
             raise WriteError(f"the output could not be written: {_reason(exc)}") from None
         raise
+    finally:
+        for fd in folders.values():
+            os.close(fd)
+    return stats
+
+
+def _open_output_folder(folder: str) -> int:
+    try:
+        return open_folder(folder, create=True)
+    except LinkOnPath:
+        raise WriteError("a folder on the output's path was replaced by a link since the request was "
+                         "checked") from None
+    except OSError as exc:
+        raise WriteError(f"the output folder cannot be made: {_reason(exc)}") from None
+
+
+_REPLACE = object()
+
+
+def _check_target(fd: int, name: str, index: int, rule: WriteRule, keep: os.stat_result | None,
+                  data: bytes) -> object:
+    """What is at ``name``: None (nothing), _REPLACE (a file the rule lets go), or the status of
+    a file holding ``data`` already (it stays: writing it again would change no byte). A file
+    the rule protects is OutputExists."""
+    try:
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        raise WriteError("the output path is a folder")
+    if keep is not None and (st.st_dev, st.st_ino) == (keep.st_dev, keep.st_ino):
+        raise WriteError("the output is the input file itself (a link to it)")
+    if rule.may_replace(index, st.st_size, st.st_mtime_ns):
+        return _REPLACE
+    if stat.S_ISREG(st.st_mode) and st.st_size == len(data) and _holds(fd, name, data):
+        return st  # imgsrv's own output not yet recorded (a job stopped by a crash), or the same bytes
+    raise OutputExists(f"{name} already exists and imgsrv did not write it, or it changed since "
+                       f"(options.overwrite is {rule.overwrite}; 'always' replaces it)")
+
+
+def _holds(fd: int, name: str, data: bytes) -> bool:
+    try:
+        f = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
+    except OSError:
+        return False
+    with os.fdopen(f, "rb") as stream:
+        return stream.read(len(data) + 1) == data
+
+
+_RENAME_NOREPLACE = 1
+
+
+def _rename_no_replace(fd: int, tmp: str, name: str) -> None:
+    """Rename ``tmp`` to ``name`` in folder ``fd`` unless something is at ``name`` by now."""
+    if _renameat2 is not None:
+        if _renameat2(fd, os.fsencode(tmp), fd, os.fsencode(name), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise OutputExists(f"{name} appeared while it was being written; it is left as it is")
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(err, os.strerror(err))
+    try:  # a file system without renameat2's flag: a hard link is made only where nothing is
+        os.link(tmp, name, src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)
+    except FileExistsError:
+        raise OutputExists(f"{name} appeared while it was being written; it is left as it is") from None
+    os.unlink(tmp, dir_fd=fd)
 
 
 def _reason(exc: OSError) -> str:
     return "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
 
 
-def _stage(path: str, data: bytes, sync: bool = True) -> str:
-    """Write ``data`` to a temporary file in ``path``'s folder (flushed to disk with ``sync``); its name."""
-    folder = os.path.dirname(path) or "."
+def _stage(fd: int, data: bytes, sync: bool = True, tag: str = "") -> tuple[str, os.stat_result]:
+    """Write ``data`` to a new temporary file in folder ``fd`` (flushed to disk with ``sync``);
+    its name and status."""
+    for _attempt in range(100):
+        tmp = f"{TEMP_PREFIX}{tag}{secrets.token_hex(6)}"
+        try:
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                          dir_fd=fd)
+            break
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise WriteError(f"cannot write in the output folder: {_reason(exc)}") from None
+    else:  # pragma: no cover - 100 collisions of 48 random bits
+        raise WriteError("cannot find a free temporary name in the output folder")
     try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise WriteError(f"the output folder cannot be made: {_reason(exc)}") from None
-    if os.path.isdir(path):
-        raise WriteError("the output path is a folder")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
-    except OSError as exc:
-        raise WriteError(f"cannot write in the output folder: {_reason(exc)}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(out, "wb") as f:
             f.write(data)
             f.flush()
             if sync:
                 os.fdatasync(f.fileno())  # the data is on disk before the rename makes it visible
-        os.chmod(tmp, 0o644 & ~_umask())
+            return tmp, os.fstat(f.fileno())
     except BaseException:
         try:
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=fd)
         except OSError:
             pass
         raise
-    return tmp
 
 
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 _syncfs = getattr(_libc, "syncfs", None)
+_renameat2 = getattr(_libc, "renameat2", None)  # glibc 2.28 and later
+if _renameat2 is not None:
+    _renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
 
 
 class FileSystemSync:
@@ -196,26 +382,23 @@ class FileSystemSync:
         self._fds.clear()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def clean_temp_files(folders: list[str], recursive: bool = True) -> int:
-    """Remove temporary files left by writers that died mid-write; returns how many."""
+def clean_temp_files(folders: Iterable[str], tag: str) -> int:
+    """Remove the temporary files marked ``tag`` (see write_all) that a writer killed mid-write
+    left in ``folders`` (not below them); returns how many."""
     removed = 0
+    prefix = TEMP_PREFIX + tag
     for folder in folders:
-        for dirpath, dirs, files in os.walk(folder):
-            for name in files:
-                if name.startswith(TEMP_PREFIX):
-                    try:
-                        os.unlink(os.path.join(dirpath, name))
-                        removed += 1
-                    except OSError:
-                        pass
-            if not recursive:
-                dirs.clear()
+        try:
+            with os.scandir(folder) as entries:
+                stale = [e.name for e in entries if e.name.startswith(prefix) and e.is_file(follow_symlinks=False)]
+        except OSError:
+            continue
+        for name in stale:
+            try:
+                os.unlink(os.path.join(folder, name))
+                removed += 1
+            except OSError:
+                pass
     return removed
 
 

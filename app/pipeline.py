@@ -19,6 +19,38 @@ from .operations.encode import Encode
 
 DEFAULT_ENCODE = Encode()
 
+#: pixel reads per second of this kind of work on one core, to say a budget in seconds (a 2-core AMD EPYC)
+READS_PER_SECOND = 1.4e9
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one image may cost: the pixels of all its images at any step (its tiles together),
+    and the estimated pixel reads of all its operations (see Operation.work)."""
+
+    max_output_pixels: int
+    max_work: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    pixels: int  # the most pixels the image is at once, over all its items, at any step
+    outputs: int  # how many images it ends as
+    work: float  # estimated pixel reads
+
+    def refusal(self, budget: Budget) -> str | None:
+        """Why this estimate is over ``budget``; None when it fits."""
+        if self.pixels > budget.max_output_pixels:
+            return (f"the operations make {self.pixels} pixels of images from this one, more than "
+                    f"IMGSRV_MAX_OUTPUT_PIXELS ({budget.max_output_pixels})")
+        return self.over_work(budget)
+
+    def over_work(self, budget: Budget) -> str | None:
+        if self.work > budget.max_work:
+            return (f"the operations would read about {self.work:.3g} pixels (some "
+                    f"{self.work / READS_PER_SECOND:.0f} s of work), more than IMGSRV_MAX_WORK ({budget.max_work:.3g})")
+        return None
+
 
 @dataclass(frozen=True)
 class Pipeline:
@@ -28,14 +60,16 @@ class Pipeline:
     encoding: Encode | None = None  # the request's encode operations merged; None: the defaults
     metadata: str = "keep"  # keep or strip a JPEG input's EXIF
     planes: bool = True  # JPEG-to-JPEG crops and fills may run on the YCbCr planes (app.render.planes)
+    budget: Budget | None = None  # what one image may cost (None: no bound but the pixel limit)
 
     @classmethod
-    def of(cls, operations: Sequence[Operation | None], metadata: str = "keep", planes: bool = True) -> "Pipeline":
+    def of(cls, operations: Sequence[Operation | None], metadata: str = "keep", planes: bool = True,
+           budget: Budget | None = None) -> "Pipeline":
         """From a request's operations: those turned off (``split=False``) dropped, ``encode``s merged."""
         given = [op for op in operations if op is not None]
         encodes = [op for op in given if isinstance(op, Encode)]
         return cls(tuple(op for op in given if not isinstance(op, Encode)),
-                   Encode.merge(encodes) if encodes else None, metadata, planes)
+                   Encode.merge(encodes) if encodes else None, metadata, planes, budget)
 
     @property
     def encode(self) -> Encode:
@@ -55,6 +89,21 @@ class Pipeline:
         """Identity of what this pipeline does to an image, for the skip-existing manifest."""
         blob = json.dumps({"ops": self.normalized(), "metadata": self.metadata}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+    def estimate(self, width: int, height: int, operations: int | None = None) -> Estimate:
+        """What the first ``operations`` (default all) cost on a ``width`` x ``height`` image:
+        the operations' sizes and work, then the encode's pass over every output."""
+        sizes = [(width, height)]
+        pixels, work = width * height, 0.0
+        for op in self.operations[:operations]:
+            work += sum(op.work(w, h) for w, h in sizes)
+            sizes = [s for w, h in sizes for s in op.sizes_after(w, h)]
+            pixels = max(pixels, sum(w * h for w, h in sizes))
+        return Estimate(pixels, len(sizes), work + sum(w * h for w, h in sizes))
+
+    def refusal(self, width: int, height: int) -> str | None:
+        """Why an upright ``width`` x ``height`` image is over this pipeline's budget; None if it fits."""
+        return None if self.budget is None else self.estimate(width, height).refusal(self.budget)
 
     def plan_decode(self, width: int, height: int) -> "DecodePlan":
         """How to decode an upright ``width`` x ``height`` JPEG for this pipeline, and the

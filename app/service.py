@@ -12,7 +12,7 @@ from .execute.engine import Engine
 from .state import Store
 from .metrics import Metrics
 from .operations import Operation
-from .pipeline import Pipeline
+from .pipeline import Budget, Pipeline
 from .plan import Planner, build_pipeline
 
 
@@ -27,12 +27,16 @@ class Service:
             raise
         self.engine.metrics.bind(lambda: self.engine.pending, lambda: self.engine.executor.crashes,
                                  self.store.jobs_by_status)
-        self.planner = Planner(str(settings.data_root), settings.max_pixels, self.store.expected)
+        self.planner = Planner(str(settings.data_root), settings.max_pixels, self.store.expected,
+                               output_root=str(settings.output_root), state_dir=str(settings.state_dir),
+                               owned=self.store.owned, max_answer_bytes=settings.max_answer_bytes)
 
     def pipeline(self, operations: Sequence[Operation | None], metadata: str = "keep",
                  field: str = "operations") -> Pipeline:
         """A request's pipeline (see plan.build_pipeline), with this service's rendering settings."""
-        return build_pipeline(operations, metadata, self.settings.max_pixels, field, planes=self.settings.jpeg_planes)
+        s = self.settings
+        return build_pipeline(operations, metadata, s.max_pixels, field, planes=s.jpeg_planes,
+                              budget=Budget(s.max_output_pixels, s.max_work), max_outputs=s.max_outputs)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.engine.close()

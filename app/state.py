@@ -1,4 +1,7 @@
-"""SQLite state under IMGSRV_STATE_DIR: the skip-existing manifest and the job store.
+"""SQLite state under IMGSRV_STATE_DIR: what imgsrv wrote, the skip-existing manifest and the jobs.
+
+Every file imgsrv writes is recorded (path, size, mtime, content hash) in ``owned``: the
+overwrite policy ``own`` replaces only such a file, unchanged since.
 
 The manifest remembers, per output file, which input bytes and which pipeline made it and
 the file's size and mtime at the time, so an unchanged image is skipped without decoding.
@@ -19,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
-from .tasks import Expected, JobStatus, Output, Report, Status
+from .tasks import Expected, JobStatus, Output, Owned, Report, Status
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest (
@@ -32,6 +35,13 @@ CREATE TABLE IF NOT EXISTS manifest (
     height     INTEGER NOT NULL,
     faces      TEXT
 );
+CREATE TABLE IF NOT EXISTS owned (
+    path     TEXT PRIMARY KEY,
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256   TEXT NOT NULL,
+    job      TEXT
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS jobs (
     id           TEXT PRIMARY KEY,
     status       TEXT NOT NULL,
@@ -68,6 +78,7 @@ CREATE TABLE IF NOT EXISTS job_items (
     PRIMARY KEY (job_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS job_items_status ON job_items (job_id, status, seq);
+CREATE INDEX IF NOT EXISTS job_items_output ON job_items (job_id, output);
 """
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
@@ -121,6 +132,11 @@ class Store:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._lock = threading.RLock()
         with self._lock:
+            # Deleted jobs give their pages back to the file system (incremental_vacuum, after
+            # deletes); a database made before this setting is rebuilt with it once.
+            if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+                self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                self._db.execute("VACUUM")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
@@ -164,6 +180,35 @@ class Store:
         return [(o.path, input_hash, pipeline, o.bytes, o.mtime_ns, o.width, o.height,
                  None if o.faces is None else json.dumps(o.faces)) for o in outputs]
 
+    # -- what imgsrv wrote ---------------------------------------------------------------
+
+    def owned(self, paths: Sequence[str]) -> dict[str, Owned]:
+        """What imgsrv recorded writing at these paths (those it never wrote are absent)."""
+        found: dict[str, Owned] = {}
+        with self._lock:
+            for start in range(0, len(paths), 500):
+                chunk = list(paths[start:start + 500])
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(f"SELECT path, size, mtime_ns, job FROM owned WHERE path IN ({marks})",
+                                        chunk).fetchall()
+                # files recorded only in the manifest were written by imgsrv too (before this table)
+                rows += self._db.execute(f"SELECT output, size, mtime_ns, NULL FROM manifest WHERE output IN "
+                                         f"({marks}) AND output NOT IN (SELECT path FROM owned WHERE path IN "
+                                         f"({marks}))", chunk + chunk).fetchall()
+                found.update((r[0], Owned(r[1], r[2], r[3])) for r in rows)
+        return found
+
+    @staticmethod
+    def _write_owned(db: sqlite3.Connection, outputs: Iterable[Output], job: str | None = None) -> None:
+        rows = [(o.path, o.bytes, o.mtime_ns, o.sha256, job) for o in outputs if o.path and o.sha256]
+        if rows:
+            db.executemany("INSERT OR REPLACE INTO owned VALUES (?,?,?,?,?)", rows)
+
+    def record_written(self, outputs: Iterable[Output]) -> None:
+        """Remember files imgsrv wrote (a diff image)."""
+        with self._tx() as db:
+            self._write_owned(db, outputs)
+
     @classmethod
     def _manifest_of(cls, reports: Iterable[Report], pipeline: str) -> list[tuple]:
         """The manifest's rows for what the succeeded ``reports`` wrote."""
@@ -177,9 +222,11 @@ class Store:
 
     def record(self, reports: Iterable[Report], pipeline: str) -> None:
         """Remember what the succeeded images of a request wrote, made by ``pipeline`` (its digest)."""
+        reports = list(reports)
         rows = self._manifest_of(reports, pipeline)
         with self._tx() as db:
             self._write_manifest(db, rows)
+            self._write_owned(db, (o for r in reports if r.status == Status.OK for o in r.outputs))
 
     # -- jobs -------------------------------------------------------------------------
 
@@ -235,14 +282,41 @@ class Store:
             self._db.execute("UPDATE jobs SET status = ?, finished_at = ?, error = COALESCE(?, error) WHERE id = ?",
                              (status, time.time(), error, job_id))
 
+    def delete_job(self, job_id: str) -> bool:
+        """Forget a finished job: its record and its images' results (not the files it wrote,
+        nor the record of them). False when there is no such finished job."""
+        with self._tx() as db:
+            done = db.execute("DELETE FROM jobs WHERE id = ? AND status NOT IN (?, ?)", (job_id, *ACTIVE)).rowcount
+            if done:
+                db.execute("DELETE FROM job_items WHERE job_id = ?", (job_id,))
+        if done:
+            self.compact()
+        return bool(done)
+
+    def delete_finished_before(self, when: float) -> int:
+        """Forget the jobs that finished before ``when`` (a retention period); how many."""
+        with self._lock:
+            ids = [r[0] for r in self._db.execute("SELECT id FROM jobs WHERE status NOT IN (?, ?) AND finished_at < ?",
+                                                  (*ACTIVE, when))]
+        return sum(self.delete_job(job_id) for job_id in ids)
+
+    def compact(self) -> None:
+        """Give the free pages of deleted records back to the file system."""
+        with self._lock:
+            self._db.execute("PRAGMA incremental_vacuum")
+
     def request_cancel(self, job_id: str) -> None:
         with self._lock:
             self._db.execute("UPDATE jobs SET cancel = 1 WHERE id = ?", (job_id,))
 
-    def pending_outputs(self, job_id: str) -> list[str]:
+    def pending_output_folders(self, job_id: str) -> set[str]:
+        """The folders of the outputs of a job's images that have no result yet."""
+        folders: set[str] = set()
         with self._lock:
-            return [r[0] for r in self._db.execute(
-                "SELECT output FROM job_items WHERE job_id = ? AND status IS NULL", (job_id,))]
+            for (output,) in self._db.execute("SELECT output FROM job_items WHERE job_id = ? AND status IS NULL",
+                                              (job_id,)):
+                folders.add(os.path.dirname(output))
+        return folders
 
     def pending_items(self, job_id: str, after_seq: int, limit: int) -> list[tuple[int, str, str]]:
         with self._lock:
@@ -279,6 +353,20 @@ class Store:
                        (len(items), counts[Status.OK], counts[Status.ERROR], counts[Status.SKIPPED], outputs, in_bytes,
                         out_bytes, job_id))
             self._write_manifest(db, manifest)
+            self._write_owned(db, (o for _seq, r, _names in results if r.status == Status.OK for o in r.outputs),
+                              job_id)
+
+    def earlier_writers(self, job_id: str, rows: Sequence[tuple[int, str, str]]) -> dict[int, str]:
+        """For items ``(seq, input, output)`` of a job: the input of an earlier item with the same
+        output, by seq (two inputs of a folder that map to one output)."""
+        found: dict[int, str] = {}
+        with self._lock:
+            for seq, _inp, out in rows:
+                row = self._db.execute("SELECT input FROM job_items WHERE job_id = ? AND output = ? AND seq < ? "
+                                       "ORDER BY seq LIMIT 1", (job_id, out, seq)).fetchone()
+                if row is not None:
+                    found[seq] = row[0]
+        return found
 
     def results(self, job_id: str, offset: int, limit: int, status: str | None) -> tuple[int, list[ItemRow]]:
         where = "job_id = ?" + (" AND status = ?" if status else " AND status IS NOT NULL")

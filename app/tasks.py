@@ -38,6 +38,42 @@ class JobStatus(StrEnum):
         return self in (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
+class Overwrite(StrEnum):
+    """What may happen to a file already at an output path (``options.overwrite``)."""
+
+    OWN = "own"  # replace only a file imgsrv wrote there, unchanged since
+    NEVER = "never"
+    ALWAYS = "always"
+
+
+@dataclass(frozen=True)
+class Owned:
+    """A file imgsrv wrote, as it wrote it: unchanged while its size and mtime are these."""
+
+    size: int
+    mtime_ns: int
+    job: str | None = None  # the job that wrote it
+
+
+@dataclass(frozen=True)
+class WriteRule:
+    """The overwrite policy of a task and, per output, what imgsrv recorded writing there."""
+
+    overwrite: Overwrite = Overwrite.OWN
+    owned: tuple[Owned | None, ...] = ()
+    job: str | None = None  # a job never replaces what it wrote itself: two of its images made one name
+
+    def may_replace(self, index: int, size: int, mtime_ns: int) -> bool:
+        """Whether the file found at output ``index`` (``size``, ``mtime_ns``) may be replaced."""
+        if self.overwrite == Overwrite.ALWAYS:
+            return True
+        if self.overwrite == Overwrite.NEVER:
+            return False
+        mine = self.owned[index] if index < len(self.owned) else None
+        return (mine is not None and mine.size == size and mine.mtime_ns == mtime_ns
+                and (self.job is None or mine.job != self.job))
+
+
 @dataclass
 class Output:
     """One output of an image: a file written (``path``) or, for an upload, the encoded bytes (``blob``)."""
@@ -50,6 +86,7 @@ class Output:
     mtime_ns: int = 0  # of the file as written: the skip-existing manifest checks it is unchanged
     suffix: tuple[int, ...] = ()  # tile indices of the splits that made it
     blob: bytes | None = None
+    sha256: str | None = None  # of the bytes written: imgsrv's record of owning the file
 
 
 @dataclass(frozen=True)
@@ -102,11 +139,14 @@ class ImageTask:
     max_pixels: int
     expected: Expected | None = None  # set when skip_existing may apply
     sync: bool = True  # flush each output to disk before its rename (jobs flush whole batches instead)
+    rule: WriteRule = WriteRule()  # what may be replaced at the outputs
+    format: str = ""  # of the outputs, from the extension the request named (checked by the planner)
+    temp_tag: str = ""  # marks the temporary files (a job's: it removes only its own when it resumes)
 
     @property
     def output_format(self) -> str:
-        """The format of the outputs, from their extension (checked by the planner)."""
-        return format_of_path(self.outputs[0]) or ""
+        """The format of the outputs: as planned, else from their extension."""
+        return self.format or format_of_path(self.outputs[0]) or ""
 
 
 @dataclass(frozen=True)
@@ -117,6 +157,7 @@ class RenderTask:
     pipeline: "Pipeline"
     format: str | None  # None: the input's own format (PNG when it cannot be written)
     max_pixels: int
+    max_answer_bytes: int | None = None  # the encoded outputs together
 
 
 @dataclass(frozen=True)
@@ -128,6 +169,8 @@ class CompareTask:
     output: str | None
     fuzz: float
     max_pixels: int
+    rule: WriteRule = WriteRule()
+    format: str = ""  # of the output
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from ..jobs.manager import JobManager
 from ..service import Service
 from . import errors
 from .deps import get_service
-from .middleware import RequestLog, ShedLoad
+from .middleware import BodyLimit, RequestLog, ShedLoad
 from .routes import images, jobs, meta, process
 
 log = logging.getLogger("imgsrv")
@@ -72,7 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings  # None: from the environment, when the service starts
     app.state.service = None
     errors.install(app)
-    # the last added runs first: RequestLog logs and counts the early 429s too
+    # the last added runs first: RequestLog logs and counts the early 429s and 413s too
+    app.add_middleware(BodyLimit)
     app.add_middleware(ShedLoad, paths=SHED_PATHS)
     app.add_middleware(RequestLog)
     app.include_router(process.router)

@@ -36,6 +36,7 @@ STATUS_OF_IMAGE_ERROR: dict[ErrorCode, int] = {
     ErrorCode.TOO_LARGE: 422,
     ErrorCode.INVALID_OPERATION: 422,
     ErrorCode.WRITE_ERROR: 422,
+    ErrorCode.OUTPUT_EXISTS: 422,
     ErrorCode.WORKER_CRASHED: 500,
     ErrorCode.TIMEOUT: 504,
 }

@@ -3,14 +3,25 @@ the early 429 of the routes that need a worker."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..errors import TooManyImages
 from .errors import request_error_response
 
 log = logging.getLogger("imgsrv.http")
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
+
+
+def printable(text: str) -> str:
+    """``text`` for one log line: control characters (a decoded ``%0A`` in a path) and
+    backslashes escaped, so a request cannot forge or break a line of the log."""
+    return _CONTROL.sub(lambda m: "\\\\" if m.group() == "\\" else f"\\x{ord(m.group()):02x}", text)
 
 
 class RequestLog:
@@ -40,7 +51,8 @@ class RequestLog:
         finally:
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or scope.get("imgsrv.shed") or "(unmatched)"
-            log.info("%s %s %s %d %.1f ms", rid, scope["method"], scope["path"], status, elapsed * 1000.0)
+            log.info("%s %s %s %d %.1f ms", printable(rid), scope["method"], printable(scope["path"]), status,
+                     elapsed * 1000.0)
             service = getattr(getattr(scope.get("app"), "state", None), "service", None)
             if service is not None:
                 service.engine.metrics.observe_request(route, scope["method"], status, elapsed)
@@ -75,3 +87,64 @@ def _route_path(scope: Scope) -> str:
     """The path the app's routes see: without the ``root_path`` a proxy mounts the app under."""
     path, root = scope["path"], scope.get("root_path", "")
     return path[len(root):] if root and path.startswith(root) else path
+
+
+class BodyLimit:
+    """413 for a request body over IMGSRV_MAX_BODY_BYTES, before it is read whole.
+
+    A larger Content-Length is refused before any byte is read; a body without one (chunked)
+    is read up to the limit only. Multipart uploads have their own limits (app.api.uploads).
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", []))
+        if headers.get(b"content-type", b"").startswith(b"multipart/form-data"):
+            await self.app(scope, receive, send)
+            return
+        limit = _settings(scope).max_body_bytes
+        length = headers.get(b"content-length", b"")
+        too_large = TooManyImages(f"the body is larger than IMGSRV_MAX_BODY_BYTES ({limit} bytes); submit a job "
+                                  "for many images")
+        if length.isdigit() and int(length) > limit:
+            await request_error_response(too_large)(scope, receive, send)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                await self.app(scope, _replay([], message, receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > limit:
+                await request_error_response(too_large)(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(chunks, None, receive), send)
+
+
+def _replay(chunks: list[bytes], last: Message | None, receive: Receive) -> Receive:
+    """A receive that gives the body read so far in one message, then what ``receive`` gives."""
+    pending: list[Message] = [last] if last is not None else [
+        {"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+    return replay
+
+
+def _settings(scope: Scope):
+    state = scope["app"].state
+    service = getattr(state, "service", None)
+    if service is not None:
+        return service.settings
+    from ..config import get_settings
+
+    return getattr(state, "settings", None) or get_settings()

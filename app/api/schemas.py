@@ -10,7 +10,7 @@ from pydantic_core import core_schema as cs
 from ..errors import ErrorCode
 from ..formats import Format, parse_format
 from ..operations import AnyOperation, OPERATIONS, tokenize
-from ..tasks import JobStatus, Status
+from ..tasks import JobStatus, Overwrite, Status
 
 
 class _StringOrObject:
@@ -27,6 +27,9 @@ class _StringOrObject:
              "examples": ["resize=0.5", "crop=bottom:100", "faces=blur"]},
             objects]}
 
+
+#: operations one request may list, on every route
+MAX_OPERATIONS = 100
 
 OperationItem = Annotated[AnyOperation | None, BeforeValidator(tokenize), _StringOrObject()]
 
@@ -45,6 +48,10 @@ class Options(BaseModel):
     skip_existing: bool = Field(False, description="skip images whose outputs were made from the same bytes "
                                                    "by the same operations")
     metadata: Literal["keep", "strip"] = Field("keep", description="carry a JPEG input's EXIF into JPEG outputs")
+    overwrite: Overwrite = Field(Overwrite.OWN, description="a file already at an output path: 'own' replaces only "
+                                                            "one imgsrv wrote and that is unchanged since, 'never' "
+                                                            "none, 'always' any; a protected file fails that image "
+                                                            "with output_exists")
 
 
 PROCESS_EXAMPLE = {
@@ -62,7 +69,7 @@ class ProcessRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [PROCESS_EXAMPLE]})
 
     images: list[ImageSpec] = Field(min_length=1)
-    operations: list[OperationItem] = Field(default_factory=list, max_length=100)
+    operations: list[OperationItem] = Field(default_factory=list, max_length=MAX_OPERATIONS)
     options: Options = Field(default_factory=Options)
 
 
@@ -184,7 +191,7 @@ class JobRequest(BaseModel):
     source: SourceSpec | None = None
     output_dir: str | None = Field(None, description="each input DIR/REL is written to OUTPUT_DIR/REL")
     output_format: OutputFormat | None = Field(None, description="change the outputs' format and extension")
-    operations: list[OperationItem] = Field(default_factory=list, max_length=100)
+    operations: list[OperationItem] = Field(default_factory=list, max_length=MAX_OPERATIONS)
     options: JobOptions = Field(default_factory=JobOptions)
 
     @model_validator(mode="after")
@@ -252,6 +259,8 @@ class CompareRequest(BaseModel):
     output: str | None = Field(None, description="where to write the diff image (changed pixels in red)")
     fuzz: float = Field(10.0, ge=0, le=100, description="colour distance, in percent of 255, below which pixels "
                                                         "count as equal (ImageMagick -fuzz)")
+    overwrite: Overwrite = Field(Overwrite.OWN, description="a file already at output: as options.overwrite of "
+                                                            "/process")
 
 
 class CompareResponse(BaseModel):

@@ -25,9 +25,10 @@ class Part:
     data: bytearray = field(default_factory=bytearray)
 
 
-async def read_form(request: Request, file_limit: int) -> dict[str, list[Part]]:
+async def read_form(request: Request, file_limit: int, max_parts: int = 1000) -> dict[str, list[Part]]:
     """The parts of a multipart/form-data body by name (a name may repeat, as an array field
-    does); 413 as soon as a part or the body is too large."""
+    does); 413 as soon as a part or the body is too large, or the form has more than
+    ``max_parts`` parts."""
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
@@ -42,6 +43,7 @@ async def read_form(request: Request, file_limit: int) -> dict[str, list[Part]]:
     name_buf, value_buf = bytearray(), bytearray()
     current: list[Part] = []
     problem: list[Exception] = []
+    count = [0]
 
     def on_part_begin() -> None:
         headers.clear()
@@ -65,6 +67,10 @@ async def read_form(request: Request, file_limit: int) -> dict[str, list[Part]]:
                     headers.get(b"content-type", b"").decode("latin-1") or None)
         current[:] = [part]
         parts.setdefault(name, []).append(part)
+        count[0] += 1
+        if count[0] > max_parts and not problem:
+            problem.append(TooManyImages(f"the form has more than {max_parts} parts; an upload needs its file, "
+                                         f"its format and at most {max_parts - 2} operations"))
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         part = current[0]

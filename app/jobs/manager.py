@@ -3,20 +3,17 @@ cancelled on request, checkpointed at shutdown."""
 from __future__ import annotations
 
 import asyncio
-import json
+import collections
 import logging
-import os
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import ImgsrvError
-from ..files import clean_temp_files, resolve
 from ..operations import Operation
 from ..service import Service
-from ..tasks import JobStatus
+from ..tasks import JobStatus, Overwrite
 from .runner import JobRunner
-from ..state import JobRow
 
 log = logging.getLogger("imgsrv.jobs")
 
@@ -28,7 +25,8 @@ def new_job_id() -> str:
 
 
 def submit_job(service: Service, *, operations: Sequence[Operation | None], metadata: str = "keep",
-               skip_existing: bool = True, images: Sequence[tuple[str, str]] | None = None,
+               skip_existing: bool = True, overwrite: Overwrite = Overwrite.OWN,
+               images: Sequence[tuple[str, str]] | None = None,
                source: dict[str, Any] | None = None, output_dir: str | None = None,
                output_format: str | None = None) -> str:
     """Validate a job (raises RequestError: 403 / 422, nothing recorded) and record it as queued.
@@ -39,10 +37,10 @@ def submit_job(service: Service, *, operations: Sequence[Operation | None], meta
     """
     pipeline = service.pipeline(operations, metadata)
     spec: dict[str, Any] = {"operations": pipeline.normalized(), "metadata": metadata,
-                            "skip_existing": skip_existing}
+                            "skip_existing": skip_existing, "overwrite": overwrite}
     pairs: list[tuple[str, str]] = []
     if images is not None:
-        pairs = [(p.input, p.output) for p in service.planner.images(images, pipeline)]
+        pairs = [(p.input, p.output) for p in service.planner.images(images, pipeline, overwrite=overwrite)]
     else:
         assert source is not None and output_dir is not None
         service.planner.folder_job(source["dir"], bool(source.get("recursive")), output_dir)
@@ -62,52 +60,62 @@ def submit_job(service: Service, *, operations: Sequence[Operation | None], meta
 
 
 class JobManager:
-    """The server's running jobs: started on submit, resumed at start-up, checkpointed at shutdown."""
+    """The server's jobs: at most IMGSRV_MAX_JOBS run at once, the others wait as queued, in
+    the order they came; resumed at start-up, checkpointed at shutdown."""
 
     def __init__(self, service: Service):
         self.service = service
         self._runners: dict[str, tuple[JobRunner, asyncio.Task]] = {}
+        self._waiting: collections.deque[str] = collections.deque()
 
     def start(self, job_id: str) -> None:
-        runner = JobRunner(self.service, job_id)
-        task = asyncio.create_task(runner.run(), name=f"job-{job_id}")
-        self._runners[job_id] = (runner, task)
-        task.add_done_callback(lambda _t: self._runners.pop(job_id, None))
+        """Run the job now, or once a running one ends."""
+        if job_id not in self._runners and job_id not in self._waiting:
+            self._waiting.append(job_id)
+        self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        while self._waiting and len(self._runners) < self.service.settings.max_jobs:
+            job_id = self._waiting.popleft()
+            runner = JobRunner(self.service, job_id)
+            task = asyncio.create_task(runner.run(), name=f"job-{job_id}")
+            self._runners[job_id] = (runner, task)
+            task.add_done_callback(lambda _t, job_id=job_id: self._ended(job_id))
+
+    def _ended(self, job_id: str) -> None:
+        self._runners.pop(job_id, None)
+        if not self._stopping:
+            self._start_waiting()
+            asyncio.get_running_loop().create_task(self.forget_old())
+
+    _stopping = False
+
+    async def forget_old(self) -> None:
+        """Forget the jobs that finished longer ago than the retention period."""
+        days = self.service.settings.job_retention_days
+        if days:
+            removed = await self.service.engine.offload(self.service.store.delete_finished_before,
+                                                        time.time() - days * 86400)
+            if removed:
+                log.info("%d jobs finished more than %g days ago forgotten", removed, days)
 
     async def resume_all(self) -> None:
         """Start again every job left queued or running by a previous server (after a crash too)."""
+        await self.forget_old()
         offload, store = self.service.engine.offload, self.service.store
         for job in await offload(store.active_jobs):
             if job.cancel:
                 await offload(store.finish_job, job.id, JobStatus.CANCELLED)
                 continue
-            removed = await offload(self._clean_temp_files, job)
-            log.info("resuming job %s at %d/%d images (%d stray temporary files removed)", job.id, job.done,
-                     job.total, removed)
+            log.info("resuming job %s at %d/%d images", job.id, job.done, job.total)
             self.start(job.id)
-
-    def _clean_temp_files(self, job: JobRow) -> int:
-        """Temporary files of writers killed mid-write, in the folders this job writes to."""
-        root = str(self.service.settings.data_root)
-        spec = json.loads(job.spec)
-        if spec.get("output_dir"):
-            rels = [spec["output_dir"]]
-            recursive = True
-        else:
-            rels = sorted({os.path.dirname(o) for o in self.service.store.pending_outputs(job.id)})
-            recursive = False
-        folders = []
-        for rel in rels:
-            try:
-                folders.append(resolve(root, rel or ".", "output"))
-            except ImgsrvError:
-                continue
-        return clean_temp_files(folders, recursive)
 
     async def cancel(self, job_id: str, wait: float = 60.0) -> None:
         offload, store = self.service.engine.offload, self.service.store
         await offload(store.request_cancel, job_id)
         entry = self._runners.get(job_id)
+        if job_id in self._waiting:
+            self._waiting.remove(job_id)
         if entry is None:
             job = await offload(store.get_job, job_id)
             if job is not None and JobStatus(job.status).active:
@@ -119,6 +127,7 @@ class JobManager:
 
     async def shutdown(self) -> None:
         """Checkpoint every running job: in-flight images finish and are recorded; the jobs resume at the next start."""
+        self._stopping = True  # the queued jobs stay queued: the next start runs them
         entries = list(self._runners.values())
         for runner, _task in entries:
             runner.checkpoint()

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ErrorCode, ImgsrvError, WriteError
-from ..files import FileSystemSync, resolve, walk_files
+from ..files import FileSystemSync, clean_temp_files, resolve, walk_files
 from ..operations import parse_operation
 from ..pipeline import Pipeline
 from ..plan import PlannedImage, mirrored_output
 from ..service import Service
-from ..tasks import JobStatus, Report, Status
+from ..tasks import JobStatus, Overwrite, Report, Status
 from ..state import JobRow
 
 log = logging.getLogger("imgsrv.jobs")
@@ -32,6 +32,11 @@ FLUSH_EVERY = 128  # results
 FLUSH_SECONDS = 0.5
 FETCH = 256  # pending items read at a time
 ENUMERATE_BATCH = 1000  # files found, added to the store in one transaction
+
+
+def temp_tag_of(job_id: str) -> str:
+    """The mark of a job's temporary files' names: it removes only its own when it resumes."""
+    return f"{job_id[:16]}-"
 
 
 @dataclass
@@ -67,6 +72,11 @@ class JobRunner:
         self.total: int | None = None
         self.done = 0
 
+    @property
+    def temp_tag(self) -> str:
+        """What marks this job's temporary files (see temp_tag_of)."""
+        return temp_tag_of(self.job_id)
+
     def cancel(self) -> None:
         """Stop taking new images; the job ends ``cancelled``."""
         self._cancel.set()
@@ -99,6 +109,10 @@ class JobRunner:
         if spec.get("output_dir"):  # before the first write: see FileSystemSync
             with contextlib.suppress(ImgsrvError):
                 self._sync.watch(resolve(str(self.service.settings.data_root), spec["output_dir"], "output_dir"))
+        if job.started_at is not None:  # resumed: its writers killed mid-write may have left temporary files
+            removed = await offload(self._clean_temp_files)
+            if removed:
+                log.info("job %s: %d stray temporary files removed", self.job_id, removed)
         await offload(self.store.start_job, self.job_id)
         log.info("job %s started: %s, %d of %s images done before", self.job_id,
                  ", ".join(op.op for op in pipeline.operations) or "no operations",  # type: ignore[attr-defined]
@@ -120,7 +134,9 @@ class JobRunner:
             self._cancel.set()
         finally:
             if enumeration is not None and not enumeration.done():
-                self._checkpoint = self._checkpoint or error is None
+                # stopped from outside (the server's shutdown) while listing: resume at the next start;
+                # a cancelled job (or one that failed) ends as such
+                self._checkpoint = self._checkpoint or (error is None and not self._cancel.is_set())
                 await asyncio.shield(enumeration)
         await self._flush()
         if enumeration is not None and enumeration.done() and enumeration.exception():
@@ -140,6 +156,18 @@ class JobRunner:
         log.info("job %s %s: %d images, %d succeeded, %d failed, %d skipped", self.job_id, status, job.total,
                  job.succeeded, job.failed, job.skipped)
         return await offload(self.store.get_job, self.job_id)  # type: ignore[return-value]
+
+    def _clean_temp_files(self) -> int:
+        """This job's temporary files left by writers killed mid-write, in the folders of its
+        images without a result (blocking)."""
+        planner = self.service.planner
+        folders = []
+        for rel in sorted(self.store.pending_output_folders(self.job_id)):
+            try:
+                folders.append(planner.output_path(rel or ".", "output"))
+            except ImgsrvError:
+                continue
+        return clean_temp_files(folders, self.temp_tag)
 
     # -- enumeration (in a thread) ---------------------------------------------------------
 
@@ -182,11 +210,14 @@ class JobRunner:
 
     # -- processing -------------------------------------------------------------------------
 
-    def _prepare(self, rows: Sequence[tuple[int, str, str]], pipeline: Pipeline,
-                 skip_existing: bool) -> list[PlannedImage]:
+    def _prepare(self, rows: Sequence[tuple[int, str, str]], pipeline: Pipeline, spec: dict[str, Any]
+                 ) -> list[PlannedImage]:
         """Plan a batch of pending images (blocking: paths and the manifest)."""
         plan = self.service.planner.job_image
-        return [plan(seq, inp, out, pipeline, skip_existing=skip_existing) for seq, inp, out in rows]
+        skip, overwrite = bool(spec.get("skip_existing", True)), Overwrite(spec.get("overwrite", Overwrite.OWN))
+        taken = self.store.earlier_writers(self.job_id, rows)
+        return [plan(seq, inp, out, pipeline, skip_existing=skip, overwrite=overwrite, job=self.job_id,
+                     temp_tag=self.temp_tag, taken_by=taken.get(seq)) for seq, inp, out in rows]
 
     async def _process(self, pipeline: Pipeline, spec: dict[str, Any], enumeration: asyncio.Task | None) -> None:
         window = asyncio.Semaphore(self.window)
@@ -215,19 +246,20 @@ class JobRunner:
                     await asyncio.wait_for(self._added.wait(), 1.0)
                 continue
             last_seq = rows[-1][0]
-            prepared = await self.engine.offload(self._prepare, rows, pipeline, bool(spec.get("skip_existing", True)))
+            prepared = await self.engine.offload(self._prepare, rows, pipeline, spec)
             for p in prepared:
                 if p.task is None:
                     self._collect(p, p.failure)  # type: ignore[arg-type]
                     continue
                 await window.acquire()
-                if self._cancel.is_set():
+                # counted in the metrics once recorded (_save), not as it comes back
+                fut = None if self._cancel.is_set() else await self.engine.submit_background(
+                    p.task, self.job_id, self._cancel.is_set)
+                if fut is None:
                     window.release()
                     break
                 in_flight += 1
                 idle.clear()
-                # counted in the metrics once recorded (_save), not as it comes back
-                fut = self.engine.submit(p.task, admitted=False, observe=False)
                 fut.add_done_callback(lambda f, p=p: finished(p, f))
                 if len(self._buffer) >= FLUSH_EVERY or time.monotonic() - last_flush > FLUSH_SECONDS:
                     last_flush = time.monotonic()

@@ -131,6 +131,16 @@ class Operation(BaseModel):
         (none: it does nothing there), or None when it needs the decoded pixels."""
         return None
 
+    def sizes_after(self, width: int, height: int) -> list[tuple[int, int]]:
+        """The sizes of the images a ``width`` x ``height`` image becomes (several for a fan-out);
+        an estimate where the operation would refuse the image."""
+        return [(width, height)]
+
+    def work(self, width: int, height: int) -> float:
+        """Estimated pixel reads of this operation on a ``width`` x ``height`` image (the work
+        budget, IMGSRV_MAX_WORK): one pass unless the operation says more."""
+        return float(width * height)
+
     def move_boxes(self, boxes: list[Box], width: int, height: int) -> list[Box]:
         """Where boxes found on a ``width`` x ``height`` image (faces) lie after this operation."""
         return boxes

@@ -13,6 +13,11 @@ from .base import Context, Operation, scalar
 DEFAULT_SIGMA = 1.0
 
 
+def kernel_size(kernel: int, sigma: float) -> int:
+    """The side of a Gaussian kernel: ``kernel``, or OpenCV's choice for ``sigma`` on 8-bit images."""
+    return kernel or (round(sigma * 6 + 1) | 1)
+
+
 class Blur(Operation):
     """Gaussian blur: ``blur=5`` uses a 5x5 kernel; ``kernel`` 0 derives it from ``sigma``.
 
@@ -42,6 +47,9 @@ class Blur(Operation):
     @classmethod
     def shorthand(cls, text: str) -> dict[str, Any]:
         return {"kernel": scalar(text)}
+
+    def work(self, width: int, height: int) -> float:
+        return float(width * height * 2 * kernel_size(self.kernel, self.sigma))  # two passes of the kernel
 
     def transform(self, image: np.ndarray, ctx: Context) -> np.ndarray:
         return f.blur(image, self.kernel, self.sigma)

@@ -79,6 +79,16 @@ class Crop(Operation):
             return None  # the pixel path reports it
         return (PlaneStep(self.op, box),) if planar.aligned(box, width, height) else None
 
+    def sizes_after(self, width: int, height: int) -> list[tuple[int, int]]:
+        try:
+            _x, _y, w, h = self.box_for(width, height)
+        except ImageError:
+            return [(width, height)]
+        return [(w, h)]
+
+    def work(self, width: int, height: int) -> float:
+        return 0.0  # a view
+
     def move_boxes(self, boxes: list[g.Box], width: int, height: int) -> list[g.Box]:
         x, y, w, h = self.box_for(width, height)
         return g.clip_boxes(boxes, w, h, x, y)

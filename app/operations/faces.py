@@ -6,7 +6,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..imaging import redact as r
-from ..imaging.faces import detect_faces
+from ..imaging.faces import DETECT_PIXELS, detect_faces
 from .base import Context, Item, Operation
 
 
@@ -27,6 +27,10 @@ class Faces(Operation):
     @classmethod
     def shorthand(cls, text: str) -> dict[str, Any]:
         return {"action": text}
+
+    def work(self, width: int, height: int) -> float:
+        # the cascade runs on a copy of at most a megapixel: about as much as 50 passes over it
+        return float(width * height + 50 * min(width * height, DETECT_PIXELS))
 
     def apply(self, item: Item, ctx: Context) -> list[Item]:
         boxes = detect_faces(item.image, self.scale_factor, self.min_neighbors, self.min_size)

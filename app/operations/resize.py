@@ -62,6 +62,13 @@ class Resize(Operation):
                 return Decode(factor, False, Resize(width=tw, height=th, fit="stretch"))
         return FULL_DECODE
 
+    def sizes_after(self, width: int, height: int) -> list[tuple[int, int]]:
+        return [self.size_for(width, height)]
+
+    def work(self, width: int, height: int) -> float:
+        tw, th = self.size_for(width, height)
+        return float(width * height + 4 * tw * th)
+
     def move_boxes(self, boxes: list[g.Box], width: int, height: int) -> list[g.Box]:
         tw, th = self.size_for(width, height)
         if self.fit == "cover":

@@ -22,6 +22,9 @@ class Rotate(Operation):
     def shorthand(cls, text: str) -> dict[str, Any]:
         return {"angle": scalar(text)}
 
+    def sizes_after(self, width: int, height: int) -> list[tuple[int, int]]:
+        return [(height, width)] if self.angle in (90, 270) else [(width, height)]
+
     def move_boxes(self, boxes: list[g.Box], width: int, height: int) -> list[g.Box]:
         return g.rotate_boxes(boxes, width, height, self.angle)
 

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from ..imaging import filters as f
 from .base import Context, Operation, scalar
+from .blur import kernel_size
 
 
 class Sharpen(Operation):
@@ -27,6 +28,9 @@ class Sharpen(Operation):
     @classmethod
     def shorthand(cls, text: str) -> dict[str, Any]:
         return {"amount": scalar(text)}
+
+    def work(self, width: int, height: int) -> float:
+        return float(width * height * (2 * kernel_size(0, self.sigma) + 3))  # the blur, then the mask
 
     def transform(self, image: np.ndarray, ctx: Context) -> np.ndarray:
         return f.sharpen(image, self.amount, self.sigma, self.threshold)

@@ -42,6 +42,15 @@ class Split(Operation):
     def fanout(self) -> int:
         return self.rows * self.cols
 
+    def sizes_after(self, width: int, height: int) -> list[tuple[int, int]]:
+        if self.rows * self.cols == 1 or self.rows > height or self.cols > width:
+            return [(width, height)]
+        rows, cols = g.tile_spans(height, self.rows, self.overlap), g.tile_spans(width, self.cols, self.overlap)
+        return [(x1 - x0, y1 - y0) for (y0, y1) in rows for (x0, x1) in cols]
+
+    def work(self, width: int, height: int) -> float:
+        return 0.0  # views
+
     def apply(self, item: Item, ctx: Context) -> list[Item]:
         if self.rows * self.cols == 1:
             return [item]

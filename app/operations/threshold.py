@@ -39,6 +39,9 @@ class Threshold(Operation):
         value = scalar(text)
         return {"value": value} if isinstance(value, (int, float)) else {"method": text}
 
+    def work(self, width: int, height: int) -> float:
+        return float(width * height * (4 if self.method.startswith("adaptive") else 1))
+
     def decode(self, width: int, height: int) -> Decode:
         return GRAY_DECODE  # it works on the luminance anyway
 

@@ -6,6 +6,7 @@ function every pool backend runs; ``setup.init_worker`` prepares the process or 
 """
 from __future__ import annotations
 
+from ..errors import TooLarge
 from ..imaging.codec import Header
 from ..pipeline import Pipeline, Timings
 from ..tasks import Output
@@ -28,7 +29,12 @@ class Source:
 
 def render(source: Source, header: Header, pipeline: Pipeline, fmt: str, max_pixels: int,
            timings: Timings) -> list[Output]:
-    """The encoded outputs of one input, in memory (``blob`` set, ``path`` None)."""
+    """The encoded outputs of one input, in memory (``blob`` set, ``path`` None). An image the
+    pipeline's budget cannot afford is refused before it is decoded (TooLarge)."""
+    w, h = (header.height, header.width) if header.orientation >= 5 else (header.width, header.height)
+    problem = pipeline.refusal(w, h)
+    if problem:
+        raise TooLarge(f"{problem} (the image is {w}x{h})")
     exif = header.exif if pipeline.metadata == "keep" else None
     if planes_apply(pipeline, header, fmt):
         out = render_planes(source.data, header, pipeline, exif, timings)  # type: ignore[arg-type]

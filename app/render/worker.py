@@ -10,8 +10,8 @@ import os
 import time
 from functools import singledispatch
 
-from ..errors import ErrorCode, ImageError, InvalidOperation, WriteError
-from ..files import atomic_write, read_input, write_all
+from ..errors import ErrorCode, ImageError, InvalidOperation, TooLarge
+from ..files import atomic_write, read_input, read_input_file, write_all
 from ..formats import EXTENSION, format_of_path
 from ..imaging import codec
 from ..pipeline import Timings
@@ -60,7 +60,7 @@ def run_image(task: ImageTask) -> Report:
     digest = None
     try:
         t = time.perf_counter()
-        data = read_input(task.input)
+        data, opened = read_input_file(task.input)
         input_bytes = len(data)
         digest = content_hash(data)
         timings.add("read", time.perf_counter() - t)
@@ -76,12 +76,10 @@ def run_image(task: ImageTask) -> Report:
             raise InvalidOperation(f"the pipeline made {len(rendered)} images for {len(task.outputs)} outputs")
 
         t = time.perf_counter()
-        for path in task.outputs:
-            if os.path.exists(path) and os.path.samefile(path, task.input):
-                raise WriteError("the output is the input file itself (a link to it)")
-        write_all([(path, r.blob) for path, r in zip(task.outputs, rendered)], sync=task.sync)  # type: ignore[misc]
-        outputs = [Output(path, r.width, r.height, r.bytes, r.faces, os.stat(path).st_mtime_ns)
-                   for path, r in zip(task.outputs, rendered)]
+        written = write_all([(path, r.blob) for path, r in zip(task.outputs, rendered)],  # type: ignore[misc]
+                            sync=task.sync, rule=task.rule, keep=opened, tag=task.temp_tag)
+        outputs = [Output(path, r.width, r.height, r.bytes, r.faces, st.st_mtime_ns, sha256=content_hash(r.blob))
+                   for path, r, st in zip(task.outputs, rendered, written)]
         timings.add("write", time.perf_counter() - t)
         return Report(Status.OK, input_bytes, outputs, elapsed_ms=_ms(start), timings=timings.ms, input_hash=digest)
     except ImageError as exc:
@@ -100,6 +98,10 @@ def run_upload(task: RenderTask) -> Report:
         header = codec.probe(task.data, task.max_pixels)
         fmt = task.format or (header.format if header.format in EXTENSION else "png")
         rendered = render(Source(task.data), header, task.pipeline, fmt, task.max_pixels, timings)
+        size = sum(r.bytes for r in rendered)
+        if task.max_answer_bytes is not None and size > task.max_answer_bytes:
+            raise TooLarge(f"the answer would be {size} bytes, more than IMGSRV_MAX_ANSWER_BYTES "
+                           f"({task.max_answer_bytes})")
         return Report(Status.OK, len(task.data), rendered, timings=timings.ms, format=fmt)
     except ImageError as exc:
         return Report.failure(exc.code, exc.message, timings=timings.ms)
@@ -131,11 +133,12 @@ def run_compare(task: CompareTask) -> Report:
     outputs = []
     if task.output:
         try:
-            blob = codec.encode(highlight(a, mask), format_of_path(task.output) or "")
-            atomic_write(task.output, blob)
+            blob = codec.encode(highlight(a, mask), task.format or format_of_path(task.output) or "")
+            st = atomic_write(task.output, blob, task.rule)
         except ImageError as exc:
             return Report.failure(exc.code, exc.message, error_field="output")
-        outputs.append(Output(task.output, diff.width, diff.height, len(blob)))
+        outputs.append(Output(task.output, diff.width, diff.height, len(blob), mtime_ns=st.st_mtime_ns,
+                              sha256=content_hash(blob)))
     return Report(Status.OK, outputs=outputs, comparison=Comparison(
         diff.width, diff.height, diff.different_pixels, diff.different_fraction, diff.mean_abs_diff))
 

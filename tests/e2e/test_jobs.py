@@ -16,6 +16,8 @@ from .helpers import decode, fields, folders, size_of, snapshot, temp_files
 from .jobs_helpers import (all_results, big_jpeg_bytes, check_decodable, counts_add_up, files_under, job,
                            kill_hard, run_job, server_on, slow_folder, small_jpeg, submit, wait_job, wait_until,
                            write_bytes)
+from app.files import TEMP_PREFIX
+from app.jobs.runner import temp_tag_of
 from tests import images as gen
 
 # The folder every lifecycle test reads: sub-folders two levels deep, a PNG among JPEGs.
@@ -484,22 +486,23 @@ def test_cancel_a_running_job(server):
     # the job has really stopped: nothing more is written or counted
     time.sleep(1.0)
     assert files_under(out) == written, "images were still processed after the cancel"
+    # DELETE again: the job has ended, so it is forgotten; it answers the job as it was
     again = server.client.delete(f"/jobs/{job_id}")
     assert again.status_code == 200, again.text
-    after = job(server, job_id)
     for key in ("status", "done", "succeeded", "failed", "skipped", "finished_at"):
-        assert after[key] == j[key], f"DELETE on an ended job changed {key}: {j[key]} -> {after[key]}"
+        assert again.json()[key] == j[key], f"DELETE on an ended job changed {key}: {j[key]} -> {again.json()[key]}"
+    assert server.client.get(f"/jobs/{job_id}").status_code == 404
+    assert files_under(out) == written, "forgetting a job never touches its files"
 
 
-def test_cancel_a_finished_job_changes_nothing(server, lifecycle):
+def test_deleting_a_finished_job_forgets_it_and_changes_no_file(server, lifecycle):
     _r, j, _res = lifecycle
     before = files_under(server.path("out/lifecycle"))
     r = server.client.delete(f"/jobs/{j['id']}")
     assert r.status_code == 200, r.text
-    assert r.json()["status"] == "succeeded", r.json()
-    after = job(server, j["id"])
     for key in ("status", "total", "done", "succeeded", "failed", "skipped", "finished_at"):
-        assert after[key] == j[key], f"DELETE on a finished job changed {key}"
+        assert r.json()[key] == j[key], f"the answer is not the job as it was: {key}"
+    assert server.client.get(f"/jobs/{j['id']}").status_code == 404
     assert files_under(server.path("out/lifecycle")) == before
 
 
@@ -569,12 +572,15 @@ def crash(launcher):
     assert len(pids) >= 3, "expected the server, its fork server and pool workers"
     launcher.stop(first)
     assert all(not _alive(p) for p in pids), "a process of the killed server survived"
-    planted = write_bytes(root / "crashout" / "sub" / ".imgsrv-tmp-killedmidwrite", big_jpeg_half())
+    # what a writer of this job killed mid-write leaves beside an output it had not recorded, and a
+    # file another writer (another job, still running) is writing in the same folder
+    planted = write_bytes(root / "crashout" / f"{TEMP_PREFIX}{temp_tag_of(job_id)}killedmidwrite", big_jpeg_half())
+    foreign = write_bytes(root / "crashout" / f"{TEMP_PREFIX}{temp_tag_of('f' * 32)}inflight", big_jpeg_half())
     second = server_on(launcher, root, "crash_restart", workers=2)
     final = wait_job(second, job_id)
     results = all_results(second, job_id)
     yield dict(server=second, job_id=job_id, rels=rels, before=before, recorded_outputs=recorded_outputs,
-               final=final, results=results, planted=planted)
+               final=final, results=results, planted=planted, foreign=foreign)
     launcher.stop(second)
 
 
@@ -636,7 +642,8 @@ def test_no_job_stays_running_after_the_restart(crash):
 
 
 def test_no_temp_file_of_the_resumed_job_is_left(crash):
-    left = [p for p in temp_files(crash["server"].path("crashout")) if p != str(crash["planted"])]
+    left = [p for p in temp_files(crash["server"].path("crashout"))
+            if p not in (str(crash["planted"]), str(crash["foreign"]))]
     assert left == [], f"temporary files left: {left}"
 
 
@@ -644,3 +651,4 @@ def test_temp_file_of_a_writer_killed_mid_write_is_cleaned_up_on_resume(crash):
     """A SIGKILL mid-write leaves ``.imgsrv-tmp-*`` beside the output; the resumed job's folder is cleaned."""
     assert not crash["planted"].exists(), \
         f"{crash['planted'].name} (what a writer killed mid-write leaves) is still in the output folder"
+    assert crash["foreign"].read_bytes() == big_jpeg_half(), "another writer's temporary file was removed"

@@ -92,8 +92,14 @@ def test_skip_existing_redoes_an_output_that_was_removed_or_changed(server, outd
     res = server.ok(body)
     assert res["results"][0]["status"] == "ok", res["results"][0]
     assert server.path(f"{outdir}/c_2.jpg").is_file()
+    # A changed output is no longer imgsrv's: the default overwrite policy (own) keeps it, and
+    # the image fails naming the policy; overwrite "always" redoes it.
     server.path(f"{outdir}/c_1.jpg").write_bytes(b"tampered")
     res = server.ok(body)
+    assert res["results"][0]["status"] == "error", res["results"][0]
+    assert res["results"][0]["error"]["code"] == "output_exists"
+    assert server.path(f"{outdir}/c_1.jpg").read_bytes() == b"tampered"
+    res = server.ok({**body, "options": {**body["options"], "overwrite": "always"}})
     assert res["results"][0]["status"] == "ok", res["results"][0]
     assert server.path(f"{outdir}/c_1.jpg").read_bytes()[:2] == b"\xff\xd8"
 

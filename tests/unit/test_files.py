@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import DecodeError, InvalidRequest, NotFound, PathOutsideRoot, WriteError
+from app.errors import DecodeError, InvalidRequest, NotFound, OutputExists, PathOutsideRoot, WriteError
 from app import files as storage
 from app.api.errors import STATUS_OF_REFUSAL
 from app.files import TEMP_PREFIX, FileSystemSync, atomic_write, read_input, resolve, write_all
 from app.plan import output_names
+from app.tasks import Overwrite, Owned, WriteRule
 from tests import images
 
 FIELD = "images[3].input"
@@ -340,3 +341,90 @@ def test_read_input_on_a_fifo_is_a_decode_error_without_hanging(root):
 
 def test_read_input_on_an_empty_file_returns_nothing(root):
     assert read_input(str(images.empty_file(root))) == b""
+
+
+# -- the overwrite rule, links swapped in, temporary files --------------------------------------
+
+OWN = WriteRule(Overwrite.OWN)
+
+
+def test_a_file_the_rule_protects_is_kept_byte_for_byte(root):
+    target = Path(root, "out", "user.jpg")
+    target.parent.mkdir()
+    target.write_bytes(b"the user's own bytes")
+    for rule in (OWN, WriteRule(Overwrite.NEVER)):
+        with pytest.raises(OutputExists, match="options.overwrite"):
+            write_all([(str(target), b"new"), (str(Path(root, "out", "free.jpg")), b"other")], rule=rule)
+        assert target.read_bytes() == b"the user's own bytes"
+        assert sorted(os.listdir(target.parent)) == ["user.jpg"], "all or nothing, no temporary file left"
+    write_all([(str(target), b"new")], rule=WriteRule(Overwrite.ALWAYS))
+    assert target.read_bytes() == b"new"
+
+
+def test_own_replaces_only_the_file_as_imgsrv_wrote_it(root):
+    target = str(Path(root, "mine.png"))
+    st = atomic_write(target, b"first")
+    mine = WriteRule(Overwrite.OWN, (Owned(st.st_size, st.st_mtime_ns),))
+    atomic_write(target, b"second", mine)
+    assert Path(target).read_bytes() == b"second"
+    with pytest.raises(OutputExists):  # "first" is no longer what is there
+        atomic_write(target, b"third", mine)
+    again = os.stat(target)
+    assert not WriteRule(Overwrite.OWN, (Owned(again.st_size, again.st_mtime_ns, job="j1"),), job="j1") \
+        .may_replace(0, again.st_size, again.st_mtime_ns), "a job never replaces its own output"
+
+
+def test_the_same_bytes_already_there_are_left_as_they_are(root):
+    """A job stopped by a crash finds its own unrecorded outputs: writing them again changes no byte."""
+    target = Path(root, "o.jpg")
+    target.write_bytes(b"identical")
+    before = target.stat()
+    [st] = write_all([(str(target), b"identical")], rule=OWN)
+    after = target.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
+    assert os.listdir(root) == ["o.jpg"]
+
+
+def test_a_folder_swapped_for_a_link_is_never_written_through(root, outside):
+    drop = Path(root, "drop")
+    drop.mkdir()
+    planned = os.path.join(resolve(root, "drop", "output"), "pwned.jpg")
+    os.rename(drop, Path(root, "drop.old"))
+    os.symlink(outside, drop)
+    with pytest.raises(WriteError, match="replaced by a link"):
+        write_all([(planned, b"x")], rule=OWN)
+    assert sorted(os.listdir(outside)) == ["secret.jpg"]
+
+
+def test_an_input_folder_swapped_for_a_link_is_never_read_through(root, outside):
+    Path(root, "in").mkdir()
+    Path(root, "in", "secret.jpg").write_bytes(b"inside")
+    planned = resolve(root, "in/secret.jpg", "input")
+    os.rename(Path(root, "in"), Path(root, "in.old"))
+    os.symlink(outside, Path(root, "in"))
+    with pytest.raises(NotFound, match="replaced by a link"):
+        read_input(planned)
+    os.unlink(Path(root, "in"))
+    os.symlink(Path(outside, "secret.jpg"), Path(root, "in"))  # now the file itself is a link
+    with pytest.raises(NotFound):
+        read_input(planned)
+
+
+def test_only_the_tagged_temporary_files_of_these_folders_are_removed(root):
+    Path(root, "a", "deeper").mkdir(parents=True)
+    names = [f"{TEMP_PREFIX}job1-x", f"{TEMP_PREFIX}job2-x", f"{TEMP_PREFIX}y", "photo.jpg"]
+    for name in names:
+        Path(root, "a", name).write_bytes(b"")
+    Path(root, "a", "deeper", f"{TEMP_PREFIX}job1-z").write_bytes(b"")
+    assert storage.clean_temp_files([os.path.join(root, "a")], "job1-") == 1
+    assert sorted(os.listdir(Path(root, "a"))) == sorted(["deeper", *names[1:]])
+    assert os.listdir(Path(root, "a", "deeper")) == [f"{TEMP_PREFIX}job1-z"]
+
+
+def test_resolve_keeps_outputs_under_their_root_and_out_of_the_state_folder(root):
+    outputs, state = os.path.join(root, "outs"), os.path.join(root, ".imgsrv")
+    assert resolve(root, "outs/x.jpg", "images[0].output", within=outputs) == os.path.join(outputs, "x.jpg")
+    with pytest.raises(PathOutsideRoot, match="output root"):
+        resolve(root, "elsewhere/x.jpg", "images[0].output", within=outputs)
+    with pytest.raises(PathOutsideRoot, match="state folder"):
+        resolve(root, ".imgsrv/imgsrv.sqlite3", "images[0].input", sealed=state)

@@ -14,7 +14,7 @@ from app.operations import parse_operation
 from app.files import TEMP_PREFIX
 from app.plan import build_pipeline, output_names
 from app.render.worker import run_image
-from app.tasks import Expected, ImageTask
+from app.tasks import Expected, ImageTask, Overwrite, WriteRule
 from tests import images
 
 BUDGET = 100_000_000
@@ -24,7 +24,8 @@ def task(root: str, inp, output: str, *ops, metadata: str = "keep", max_pixels: 
          expected: Expected | None = None) -> ImageTask:
     pipeline = build_pipeline([parse_operation(op) for op in ops], metadata, max_pixels)
     outputs = tuple(output_names(os.path.join(root, output), pipeline.fanout_shape))
-    return ImageTask(str(inp), outputs, pipeline, max_pixels, expected)
+    # the overwrite policy is the planner's (tests/unit/test_plan.py): these tasks may replace their outputs
+    return ImageTask(str(inp), outputs, pipeline, max_pixels, expected, rule=WriteRule(Overwrite.ALWAYS))
 
 
 def decoded(path) -> np.ndarray:

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import zipfile
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -16,7 +17,7 @@ from ...plan import tile_suffix
 from ...tasks import Status
 from ..deps import ServiceDep
 from ..errors import image_error_response, validation_response
-from ..schemas import CompareRequest, CompareResponse, OperationItem
+from ..schemas import MAX_OPERATIONS, CompareRequest, CompareResponse, OperationItem
 
 router = APIRouter(tags=["images"])
 
@@ -41,6 +42,15 @@ RENDER_FORM = {
                        "description": "output format; default: the input's"},
         }}}},
 }
+
+
+def content_disposition(kind: str, filename: str) -> str:
+    """``inline`` or ``attachment`` with ``filename``: plain ASCII as it is, any other name as
+    RFC 5987's ``filename*`` (UTF-8, percent-encoded) beside an ASCII stand-in for old clients."""
+    plain = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
+    if plain == filename:
+        return f'{kind}; filename="{filename}"'
+    return f"{kind}; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def operations_of(fields: list) -> list:
@@ -77,11 +87,15 @@ async def render(request: Request, service: ServiceDep) -> Response:
     """
     from ..uploads import read_form
 
-    parts = await read_form(request, service.settings.max_upload_bytes)
+    # an upload needs its file, a format and the operations, each in one field or one per operation
+    parts = await read_form(request, service.settings.max_upload_bytes, max_parts=MAX_OPERATIONS + 2)
     if len(parts.get("file", [])) != 1 or not parts["file"][0].data:
         raise InvalidRequest("the form needs one non-empty 'file' field with the image", "file")
+    given = operations_of(parts.get("operations", []))
+    if len(given) > MAX_OPERATIONS:
+        raise InvalidRequest(f"{len(given)} operations; at most {MAX_OPERATIONS} in one request", "operations")
     try:
-        ops = _OPERATIONS.validate_python(operations_of(parts.get("operations", [])))
+        ops = _OPERATIONS.validate_python(given)
     except ValidationError as exc:
         return validation_response([{**e, "loc": ("body", "operations", *e["loc"])} for e in exc.errors()])
     fmt: Format | None = None
@@ -101,7 +115,7 @@ async def render(request: Request, service: ServiceDep) -> Response:
     ext = EXTENSION[written]
     if not pipeline.fanout_shape:
         out = rep.outputs[0]
-        headers = {"Content-Disposition": f'inline; filename="{stem}{ext}"', "X-Image-Width": str(out.width),
+        headers = {"Content-Disposition": content_disposition("inline", stem + ext), "X-Image-Width": str(out.width),
                    "X-Image-Height": str(out.height)}
         if out.faces is not None:
             headers["X-Faces"] = json.dumps(out.faces)
@@ -111,7 +125,7 @@ async def render(request: Request, service: ServiceDep) -> Response:
         for out in rep.outputs:
             zf.writestr(stem + tile_suffix(out.suffix) + ext, out.blob)  # type: ignore[arg-type]
     return Response(buf.getvalue(), media_type="application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="{stem}.zip"'})
+                    headers={"Content-Disposition": content_disposition("attachment", stem + ".zip")})
 
 
 @router.post("/compare", response_model=CompareResponse,
@@ -124,8 +138,11 @@ async def compare(body: CompareRequest, service: ServiceDep):
     Two pixels differ when the distance of their colours is above ``fuzz`` percent of 255.
     With ``output``, a diff image is written: a faded copy of ``a`` with changed pixels in red.
     """
-    task = await service.engine.offload(service.planner.compare, body.a, body.b, body.output, body.fuzz)
+    task = await service.engine.offload(service.planner.compare, body.a, body.b, body.output, body.fuzz,
+                                        body.overwrite)
     rep = await service.engine.run_one(task, observe=False)  # not an image processed: no image metrics
+    if rep.outputs:
+        await service.engine.offload(service.store.record_written, rep.outputs)
     if rep.status != Status.OK or rep.comparison is None:
         return image_error_response(rep.error_code, rep.error_message, rep.error_field or "a")  # type: ignore[arg-type]
     diff = rep.comparison

@@ -91,7 +91,7 @@ async def create_job(response: Response, service: ServiceDep, jobs: JobsDep,
     """
     job_id = await service.engine.offload(lambda: submit_job(
         service, operations=body.operations, metadata=body.options.metadata,
-        skip_existing=body.options.skip_existing,
+        skip_existing=body.options.skip_existing, overwrite=body.options.overwrite,
         images=[(im.input, im.output) for im in body.images] if body.images is not None else None,
         source=body.source.model_dump() if body.source is not None else None,
         output_dir=body.output_dir, output_format=body.output_format))
@@ -126,11 +126,16 @@ async def job_results(job_id: str, service: ServiceDep, offset: Annotated[int, Q
 
 @router.delete("/{job_id}", response_model=JobInfo, responses=NOT_FOUND)
 async def cancel_job(job_id: str, service: ServiceDep, jobs: JobsDep) -> JobInfo:
-    """Cancel: no new image starts, images in flight finish (no partial files); answers the job as it ends.
+    """Cancel a queued or running job: no new image starts, images in flight finish (no
+    partial files); answers the job as it ends.
 
-    Cancelling a job that has already ended changes nothing.
+    A job that has ended is deleted: its record and results are forgotten (the files it wrote
+    stay); answers the job as it was. Finished jobs are also forgotten by themselves after
+    IMGSRV_JOB_RETENTION_DAYS.
     """
     job = await _get(service, job_id)
     if JobStatus(job.status).active:
         await jobs.cancel(job_id)
-    return job_info(await _get(service, job_id))
+        return job_info(await _get(service, job_id))
+    await service.engine.offload(service.store.delete_job, job_id)
+    return job_info(job)

@@ -1,6 +1,7 @@
 """POST /process (and py-image-server's POST /items/), POST /plan."""
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 
@@ -53,8 +54,12 @@ def plan_request(body: ProcessRequest, service: Service, skip_existing: bool = F
     """Validate paths and names, and look up the manifest with ``skip_existing`` (blocking
     file-system look-ups: call off the event loop; the image count is checked before)."""
     pipeline = service.pipeline(body.operations, body.options.metadata)
+    outputs, limit = len(body.images) * math.prod(pipeline.fanout_shape), service.settings.max_request_outputs
+    if outputs > limit:
+        raise TooManyImages(f"{outputs} outputs in one request; at most {limit} (IMGSRV_MAX_REQUEST_OUTPUTS; "
+                            "submit a job for more)")
     return service.planner.images([(im.input, im.output) for im in body.images], pipeline,
-                                  skip_existing=skip_existing)
+                                  skip_existing=skip_existing, overwrite=body.options.overwrite)
 
 
 def _outputs(names: Sequence[str], outputs: Sequence[Output]) -> list[OutputResult]:
