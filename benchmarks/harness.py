@@ -204,13 +204,15 @@ def cpu_split(pid: int | None) -> tuple[float, float] | None:
 
 class TreeSampler:
     """Samples a process tree every ``interval`` seconds in a thread: the peak of its summed RSS
-    (and of its open files, with ``fds``), and each process's CPU time and minor faults as of its
-    last sample (so that processes which end before the tree is read still count)."""
+    (and of its open files, with ``fds``), each process's own peak RSS (``peaks``, by pid), and
+    each process's CPU time and minor faults as of its last sample (so that processes which end
+    before the tree is read still count)."""
 
     def __init__(self, pid: int | None, interval: float = 0.05, fds: bool = False):
         self.pid, self.interval, self.fds = pid, interval, fds
         self.peak = 0
         self.peak_fds = 0
+        self.peaks: dict[int, int] = {}
         self.seen: dict[int, tuple[float, int]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -221,7 +223,9 @@ class TreeSampler:
         rss = fds = 0
         for p in tree(self.pid):
             with contextlib.suppress(psutil.Error, OSError, ValueError, IndexError):
-                rss += p.memory_info().rss
+                own = p.memory_info().rss
+                rss += own
+                self.peaks[p.pid] = max(self.peaks.get(p.pid, 0), own)
                 if self.fds:
                     fds += p.num_fds()
                 t = p.cpu_times()
