@@ -16,7 +16,9 @@ from ..imaging import planar
 from ..jobs.manager import JobManager
 from ..service import Service
 from . import errors
+from .bodies import declare_bodies
 from .deps import get_service
+from .schemas import JobRequest, ProcessRequest
 from .middleware import BodyLimit, RequestLog, ShedLoad
 from .routes import images, jobs, meta, process
 
@@ -76,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit)
     app.add_middleware(ShedLoad, paths=SHED_PATHS)
     app.add_middleware(RequestLog)
+    declare_bodies(app, [ProcessRequest, JobRequest])
     app.include_router(process.router)
     app.include_router(images.router)
     app.include_router(jobs.router)

@@ -108,7 +108,7 @@ class JobRunner:
         self._pipeline = pipeline
         if spec.get("output_dir"):  # before the first write: see FileSystemSync
             with contextlib.suppress(ImgsrvError):
-                self._sync.watch(resolve(str(self.service.settings.data_root), spec["output_dir"], "output_dir"))
+                self._sync.watch(self.service.planner.output_path(spec["output_dir"], "output_dir"))
         if job.started_at is not None:  # resumed: its writers killed mid-write may have left temporary files
             removed = await offload(self._clean_temp_files)
             if removed:

@@ -420,3 +420,17 @@ def test_finished_jobs_are_forgotten_after_the_retention_period(server_factory):
         assert time.monotonic() < deadline, "the old job is still there"
         time.sleep(0.1)
     assert srv.get(f"/jobs/{new}").status_code == 200
+
+
+def test_a_long_image_list_is_validated_in_parts_with_the_right_field_names(server, outdir):
+    images = [{"input": "testimages/coffee.jpg", "output": f"{outdir}/o/{i}.jpg"} for i in range(1200)]
+    images[1100] = {"input": "testimages/coffee.jpg"}  # no output
+    r = server.post("/jobs", json={"images": images, "operations": ["grayscale"]})
+    assert r.status_code == 422
+    assert entry(r.json(), "images[1100].output")["type"] == "missing"
+    r = server.post("/plan", json={"images": images, "operations": ["grayscale"]})
+    assert r.status_code == 413 and "1200 images" in r.json()["detail"]  # over the request's image limit first
+    images[1100]["output"] = f"{outdir}/o/1100.jpg"
+    r = server.post("/jobs", json={"images": images, "operations": ["grayscale"]})
+    assert r.status_code == 202, r.text
+    server.client.delete(f"/jobs/{r.json()['id']}")

@@ -5,13 +5,14 @@ import time
 from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from ...errors import UnknownResource
 from ...jobs.manager import submit_job
 from ...state import ItemRow, JobRow
 from ...service import Service
 from ...tasks import JobStatus, Status, compression_ratio
+from ..bodies import openapi_body, read_json
 from ..deps import JobsDep, ServiceDep
 from ..schemas import (JOB_EXAMPLE, ErrorInfo, ImageResult, JobCreated, JobInfo, JobLinks, JobList, JobRequest,
                        JobResults, OutputResult, Summary)
@@ -74,21 +75,24 @@ async def _get(service: Service, job_id: str) -> JobRow:
     return job
 
 
-@router.post("", status_code=202, response_model=JobCreated,
+JOB_BODY = openapi_body(JobRequest, {
+    "folder": {"summary": "a folder of images", "value": JOB_EXAMPLE},
+    "images": {"summary": "a list of images (the /process body)", "value": {
+        "images": [{"input": "testimages/astronaut.jpg", "output": "testoutput/jobs/astronaut.jpg"}],
+        "operations": ["faces=blur"]}}})
+
+
+@router.post("", status_code=202, response_model=JobCreated, openapi_extra=JOB_BODY,
              responses={403: {"description": "a path leads outside the data root"},
+                        413: {"description": "a body larger than IMGSRV_MAX_BODY_BYTES"},
                         422: {"description": "invalid body, operation, path or folder"}})
-async def create_job(response: Response, service: ServiceDep, jobs: JobsDep,
-                     body: JobRequest = Body(openapi_examples={
-                         "folder": {"summary": "a folder of images", "value": JOB_EXAMPLE},
-                         "images": {"summary": "a list of images (the /process body)", "value": {
-                             "images": [{"input": "testimages/astronaut.jpg",
-                                         "output": "testoutput/jobs/astronaut.jpg"}],
-                             "operations": ["faces=blur"]}}})) -> JobCreated:
+async def create_job(request: Request, response: Response, service: ServiceDep, jobs: JobsDep) -> JobCreated:
     """Start a batch in the background; answers at once with the job's id and links.
 
     Each input ``DIR/REL`` of a folder job goes to ``OUTPUT_DIR/REL``. Images whose outputs
     are up to date are skipped (``options.skip_existing`` defaults to true for jobs).
     """
+    body = await read_json(request, JobRequest)
     job_id = await service.engine.offload(lambda: submit_job(
         service, operations=body.operations, metadata=body.options.metadata,
         skip_existing=body.options.skip_existing, overwrite=body.options.overwrite,

@@ -5,12 +5,13 @@ import math
 import time
 from collections.abc import Sequence
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Request
 
 from ...errors import TooManyImages
 from ...plan import PlannedImage
 from ...service import Service
 from ...tasks import Output, Report, Status, compression_ratio
+from ..bodies import openapi_body, read_json
 from ..deps import ServiceDep
 from ..schemas import (
     PROCESS_EXAMPLE,
@@ -33,7 +34,7 @@ REFUSALS = {
     429: {"description": "the worker queue is full; see Retry-After"},
 }
 
-ProcessBody = Body(openapi_examples={
+PROCESS_BODY = openapi_body(ProcessRequest, {
     "quadrants": {"summary": "py-image-server request", "value": PROCESS_EXAMPLE},
     "camera-trap": {"summary": "camera-trap clean-up (crop the info bar, black out the logo)", "value": {
         "images": [{"input": "testimages/coffee.jpg", "output": "testoutput/coffee_clean.jpg"}],
@@ -105,25 +106,27 @@ async def process_request(body: ProcessRequest, service: Service) -> ProcessResp
     return build_response(planned, reports, (time.perf_counter() - start) * 1000.0)
 
 
-@router.post("/process", response_model=ProcessResponse, responses=REFUSALS)
-async def process(service: ServiceDep, body: ProcessRequest = ProcessBody) -> ProcessResponse:
+@router.post("/process", response_model=ProcessResponse, responses=REFUSALS, openapi_extra=PROCESS_BODY)
+async def process(request: Request, service: ServiceDep) -> ProcessResponse:
     """Run the operations on every image; one result per image, in request order.
 
     A bad image gets status ``error`` with a code and does not stop the others. A refused
     request (422, 403, 413, 429) writes nothing.
     """
-    return await process_request(body, service)
+    return await process_request(await read_json(request, ProcessRequest, service.settings.max_images_per_request), service)
 
 
-@router.post("/items/", response_model=ProcessResponse, responses=REFUSALS)
-async def items(service: ServiceDep, body: ProcessRequest = ProcessBody) -> ProcessResponse:
+@router.post("/items/", response_model=ProcessResponse, responses=REFUSALS, openapi_extra=PROCESS_BODY)
+async def items(request: Request, service: ServiceDep) -> ProcessResponse:
     """The original py-image-server route: the same as ``POST /process``."""
-    return await process_request(body, service)
+    return await process_request(await read_json(request, ProcessRequest, service.settings.max_images_per_request), service)
 
 
-@router.post("/plan", response_model=PlanResponse, responses={k: REFUSALS[k] for k in (403, 413, 422)})
-async def plan(service: ServiceDep, body: ProcessRequest = ProcessBody) -> PlanResponse:
+@router.post("/plan", response_model=PlanResponse, responses={k: REFUSALS[k] for k in (403, 413, 422)},
+             openapi_extra=PROCESS_BODY)
+async def plan(request: Request, service: ServiceDep) -> PlanResponse:
     """The normalised operations and the files each image would write; no image is read or written."""
+    body = await read_json(request, ProcessRequest, service.settings.max_images_per_request)
     check_count(body, service)
     planned = await service.engine.offload(plan_request, body, service)
     ops = planned[0].task.pipeline.normalized() if planned else []
