@@ -43,7 +43,18 @@ def serve(args: argparse.Namespace) -> int:
     _prepare(settings)
     import uvicorn
 
+    from .api.access import KeysError, is_loopback
     from .api.app import create_app
+
+    try:
+        app = create_app(settings)
+    except KeysError as exc:
+        raise UsageError(str(exc)) from None
+    keys = app.state.keys
+    if not keys.enabled and not is_loopback(settings.host) and not settings.allow_anonymous:
+        raise UsageError(f"--host {settings.host} would serve other machines with no access control: set "
+                         "IMGSRV_API_KEYS (name:secret,...) or IMGSRV_API_KEYS_FILE, or IMGSRV_ALLOW_ANONYMOUS=true "
+                         "to serve them anyway")
 
     log_config = uvicorn.config.LOGGING_CONFIG | {}
     log_config = {**log_config, "formatters": {
@@ -56,10 +67,20 @@ def serve(args: argparse.Namespace) -> int:
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler
     # it found: make that a clean exit (status 0) rather than death by signal.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=log_config,
+    if keys.file is not None:  # keys rotate without a restart: kill -HUP re-reads the file
+        signal.signal(signal.SIGHUP, lambda *_: _reload_keys(keys))
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=log_config,
                 log_level=settings.log_level, access_log=False, limit_concurrency=settings.limit_concurrency,
                 timeout_keep_alive=settings.timeout_keep_alive, timeout_graceful_shutdown=settings.graceful_timeout)
     return 0
+
+
+def _reload_keys(keys) -> None:
+    log = logging.getLogger("imgsrv.access")
+    try:
+        log.info("API keys re-read on SIGHUP: %d in force", keys.reload())
+    except ValueError as exc:  # a broken file: the keys in force stay
+        log.error("API keys not re-read, the previous ones stay in force: %s", exc)
 
 
 def _human(n: float) -> str:

@@ -18,7 +18,8 @@ class Settings(BaseSettings):
     port: int = Field(8888, ge=0, le=65535)
     data_root: Path = Field(default_factory=Path.cwd, description="every request path resolves under it")
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
-    executor: str = Field("process", description="process, thread or dask://HOST:PORT")
+    executor: str = Field("process", description="process, thread, dask://HOST:PORT or tls://HOST:PORT (a Dask "
+                                                 "scheduler over TLS, with Dask's certificate configuration)")
     max_pixels: int = Field(100_000_000, ge=1)
     max_images_per_request: int = Field(1000, ge=1)
     max_upload_bytes: int = Field(52_428_800, ge=1)
@@ -33,6 +34,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(8_388_608, ge=1, description="larger JSON bodies get 413 before they are read whole")
     max_answer_bytes: int = Field(268_435_456, ge=1, description="largest /render answer (an image or a zip)")
     max_jobs: int = Field(2, ge=1, description="jobs running at once; the rest wait as queued")
+    # access
+    api_keys: str | None = Field(None, description="name:secret,name:secret: every route but the open ones "
+                                                  "needs a key")
+    api_keys_file: Path | None = Field(None, description="the same pairs, one a line (re-read on SIGHUP)")
+    admin_keys: str | None = Field(None, description="key names that see and cancel every job")
+    allow_anonymous: bool = Field(False, description="serve a non-loopback address without keys")
+    allowed_hosts: str | None = Field(None, description="Host values served (comma-separated; * any); default: "
+                                                       "the loopback names and the bound address")
     job_retention_days: float = Field(30.0, ge=0, description="finished jobs' records are forgotten after this "
                                                               "many days (0: kept until deleted)")
     state_dir: Path | None = Field(None, description="job database and manifest folder, never an input or an "
@@ -50,9 +59,9 @@ class Settings(BaseSettings):
     @field_validator("executor")
     @classmethod
     def _known_executor(cls, v: str) -> str:
-        if v in ("process", "thread") or v.startswith("dask://"):
+        if v in ("process", "thread") or v.startswith(("dask://", "tls://")):
             return v
-        raise ValueError("executor must be 'process', 'thread' or 'dask://HOST:PORT'")
+        raise ValueError("executor must be 'process', 'thread', 'dask://HOST:PORT' or 'tls://HOST:PORT'")
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> "Settings":

@@ -26,6 +26,8 @@ class RefusalCode(StrEnum):
     REQUEST_TOO_LARGE = "request_too_large"
     QUEUE_FULL = "queue_full"
     NOT_FOUND = "not_found"
+    UNAUTHORIZED = "unauthorized"
+    BAD_HOST = "bad_host"
 
 
 class ImgsrvError(Exception):
@@ -122,6 +124,18 @@ class QueueFull(RequestError):
     def __init__(self, message: str, retry_after: int = 1):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Unauthorized(RequestError):
+    """No API key, a malformed one, or a wrong one."""
+
+    code = RefusalCode.UNAUTHORIZED
+
+
+class BadHost(RequestError):
+    """The Host header names a host the service does not answer to."""
+
+    code = RefusalCode.BAD_HOST
 
 
 class UnknownResource(RequestError):

@@ -40,8 +40,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("imgsrv_http_requests", "HTTP requests by route, method and status",
-                                ["route", "method", "status"], registry=r)
+        self.requests = Counter("imgsrv_http_requests", "HTTP requests by route, method, status and API key name",
+                                ["route", "method", "status", "key"], registry=r)
         self.latency = Histogram("imgsrv_http_request_duration_seconds", "HTTP request latency by route",
                                  ["route"], buckets=LATENCY_BUCKETS, registry=r)
         self.images = Counter("imgsrv_images", "Images finished, by status (ok, skipped, error)", ["status"],
@@ -72,8 +72,8 @@ class Metrics:
         for name, ms in timings.items():
             self.op_seconds.labels(name).observe(ms / 1000.0)
 
-    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
+    def observe_request(self, route: str, method: str, status: int, seconds: float, key: str = "-") -> None:
+        self.requests.labels(route, method, str(status), key).inc()
         self.latency.labels(route).observe(seconds)
 
     def render(self) -> bytes:

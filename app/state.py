@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     resumed_at   REAL,
     done_at_resume INTEGER NOT NULL DEFAULT 0,
     cancel       INTEGER NOT NULL DEFAULT 0,
-    error        TEXT
+    error        TEXT,
+    created_by   TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
 CREATE TABLE IF NOT EXISTS job_items (
@@ -105,6 +106,7 @@ class JobRow:
     done_at_resume: int
     cancel: int
     error: str | None
+    created_by: str | None  # the name of the API key that made it
 
 
 _JOB_COLUMNS = ", ".join(f.name for f in fields(JobRow))
@@ -140,6 +142,9 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+            if "created_by" not in columns:  # a store made before API keys
+                self._db.execute("ALTER TABLE jobs ADD COLUMN created_by TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -230,10 +235,10 @@ class Store:
 
     # -- jobs -------------------------------------------------------------------------
 
-    def create_job(self, job_id: str, spec: dict) -> None:
+    def create_job(self, job_id: str, spec: dict, created_by: str | None = None) -> None:
         with self._lock:
-            self._db.execute("INSERT INTO jobs (id, status, spec, created_at) VALUES (?, ?, ?, ?)",
-                             (job_id, JobStatus.QUEUED, json.dumps(spec), time.time()))
+            self._db.execute("INSERT INTO jobs (id, status, spec, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
+                             (job_id, JobStatus.QUEUED, json.dumps(spec), time.time(), created_by))
 
     def add_items(self, job_id: str, start_seq: int, pairs: Sequence[tuple[str, str]]) -> None:
         with self._tx() as db:
@@ -255,10 +260,12 @@ class Store:
             row = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return JobRow(*row) if row else None
 
-    def list_jobs(self, limit: int = 50, offset: int = 0) -> list[JobRow]:
+    def list_jobs(self, limit: int = 50, offset: int = 0, created_by: str | None = None) -> list[JobRow]:
+        """Recent jobs, newest first; only those ``created_by`` a key when it is given."""
+        where, args = ("WHERE created_by = ?", [created_by]) if created_by is not None else ("", [])
         with self._lock:
-            rows = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, rowid DESC "
-                                    f"LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+            rows = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs {where} ORDER BY created_at DESC, rowid DESC "
+                                    f"LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
         return [JobRow(*r) for r in rows]
 
     def active_jobs(self) -> list[JobRow]:

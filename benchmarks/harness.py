@@ -510,12 +510,13 @@ def workload_job(wl: Workload, src_rel: str, out_rel: str) -> dict:
 _SAMPLE_RE = re.compile(r"^([A-Za-z_:][\w:]*)(?:\{(.*)\})? (\S+)$", re.M)
 
 
-def read_metrics(url: str, timeout: float = 5) -> dict[str, dict[str, float]]:
+def read_metrics(url: str, timeout: float = 5, headers: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
     """GET /metrics: metric name -> {label text (``operation="decode"``, or "") -> value}."""
     import httpx
 
     out: dict[str, dict[str, float]] = {}
-    for name, labels, value in _SAMPLE_RE.findall(httpx.get(url + "/metrics", timeout=timeout).text):
+    text = httpx.get(url + "/metrics", timeout=timeout, headers=headers).text
+    for name, labels, value in _SAMPLE_RE.findall(text):
         out.setdefault(name, {})[labels or ""] = float(value)
     return out
 
@@ -571,16 +572,17 @@ class Conn:
     # for nearly that long.
     IDLE_REUSE = 3.0
 
-    def __init__(self, url: str, timeout: float):
+    def __init__(self, url: str, timeout: float, headers: dict[str, str] | None = None):
         u = urlsplit(url)
         self.host, self.port, self.timeout = u.hostname, u.port or 80, timeout
+        self.extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.last_used = 0.0
 
     async def post(self, path: str, json_body: dict) -> Answer:
         payload = json.dumps(json_body).encode()
-        head = (f"POST {path} HTTP/1.1\r\nhost: {self.host}\r\ncontent-type: application/json\r\n"
+        head = (f"POST {path} HTTP/1.1\r\nhost: {self.host}\r\ncontent-type: application/json\r\n{self.extra}"
                 f"content-length: {len(payload)}\r\n\r\n").encode()
         try:
             async with asyncio.timeout(self.timeout):

@@ -52,13 +52,14 @@ def small_jpeg(path: str) -> None:
     cv2.imwrite(path, img, [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
-async def load(url: str, requests: int, concurrency: int) -> tuple[list[float], list[float], float, float]:
+async def load(url: str, requests: int, concurrency: int, headers: dict[str, str] | None = None
+               ) -> tuple[list[float], list[float], float, float]:
     """``requests`` POST /process from ``concurrency`` clients: latencies (ms), the answers'
     elapsed_ms (the worker's own time), wall s, client CPU s."""
     latencies: list[float] = []
     work: list[float] = []
     remaining = requests
-    conns = [Conn(url, 60) for _ in range(concurrency)]
+    conns = [Conn(url, 60, headers) for _ in range(concurrency)]
 
     async def client(k: int) -> None:
         nonlocal remaining
@@ -92,12 +93,15 @@ def pool_cpu(server: Server, executor: str) -> float:
     return sum(t.user_time + t.system_time for t in psutil.Process(server.pid).threads() if t.id != server.pid)
 
 
-def pure_work(server: Server, executor: str, repeat: int = 300) -> dict:
+BENCH_SECRET = "overhead-benchmark-secret"
+
+
+def pure_work(server: Server, executor: str, headers: dict[str, str] | None, repeat: int = 300) -> dict:
     """One client, ``repeat`` requests in sequence: the worker's time (median elapsed_ms), its
     write stage (mean, GET /metrics), its CPU per request, and the latencies."""
-    write0, cpu0 = stage_seconds(read_metrics(server.url))["write"], pool_cpu(server, executor)
-    latencies, work, _wall, _cpu = run_loop(load(server.url, repeat, 1))
-    write1, cpu1 = stage_seconds(read_metrics(server.url))["write"], pool_cpu(server, executor)
+    write0, cpu0 = stage_seconds(read_metrics(server.url, headers=headers))["write"], pool_cpu(server, executor)
+    latencies, work, _wall, _cpu = run_loop(load(server.url, repeat, 1, headers))
+    write1, cpu1 = stage_seconds(read_metrics(server.url, headers=headers))["write"], pool_cpu(server, executor)
     return {"ms": statistics.median(work), "mean_ms": statistics.mean(work),
             "write_ms": 1000 * (write1[0] - write0[0]) / (write1[1] - write0[1]),
             "cpu_ms": 1000 * (cpu1 - cpu0) / repeat, "latencies": latencies}
@@ -108,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--executors", default="process,thread")
+    ap.add_argument("--api-key", action="store_true",
+                    help="each executor again on a server with IMGSRV_API_KEYS, every request with its key")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "overhead.md"))
     a = ap.parse_args(argv)
     command = command_line("overhead.py", argv)
@@ -117,29 +123,34 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         small_jpeg(os.path.join(root, "small.jpg"))
-        for executor in [e.strip() for e in a.executors.split(",") if e.strip()]:
-            with Server(root, executor=executor) as server:
-                run_loop(load(server.url, 200, a.concurrency))  # warm-up: workers started, code paths hot
+        runs = list(dict.fromkeys((e.strip(), keyed) for e in a.executors.split(",") if e.strip()
+                                  for keyed in (False, a.api_key)))
+        for executor, keyed in runs:
+            headers = {"Authorization": f"Bearer {BENCH_SECRET}"} if keyed else None
+            env = {"IMGSRV_API_KEYS": f"bench:{BENCH_SECRET}"} if keyed else None
+            label = f"{executor}, API key" if keyed else executor
+            with Server(root, env=env, executor=executor) as server:
+                run_loop(load(server.url, 200, a.concurrency, headers))  # warm-up: workers started, code paths hot
                 # The work is timed right before and right after the load: its write stage (fsync) varies
                 # with the disk's other traffic, so it is measured in the same minute as the requests.
-                before = pure_work(server, executor)
+                before = pure_work(server, executor, headers)
                 sampler = TreeSampler(server.pid)
                 cpu0, _f = sampler.cpu()
-                lat, _work, wall, client_cpu = run_loop(load(server.url, a.requests, a.concurrency))
+                lat, _work, wall, client_cpu = run_loop(load(server.url, a.requests, a.concurrency, headers))
                 cpu1, _f = sampler.cpu()
-                after = pure_work(server, executor)
+                after = pure_work(server, executor, headers)
             work_ms, work_mean, write_ms, work_cpu_ms = ((before[k] + after[k]) / 2
                                                         for k in ("ms", "mean_ms", "write_ms", "cpu_ms"))
             rate = a.requests / wall
             p50, single_p50 = pct(lat, 50), pct(before["latencies"], 50)
             per_req = CORES * wall * 1000 / a.requests
             server_cpu = (cpu1 - cpu0) * 1000 / a.requests
-            rows.append([executor, f"{work_ms:.2f} ({work_mean:.2f}; {write_ms:.2f})", f"{rate:.0f}", f"{p50:.1f}",
+            rows.append([label, f"{work_ms:.2f} ({work_mean:.2f}; {write_ms:.2f})", f"{rate:.0f}", f"{p50:.1f}",
                          f"{pct(lat, 90):.1f}", f"{pct(lat, 99):.1f}", f"{p50 - work_ms:.1f}",
                          f"{per_req - work_ms:.2f}", f"{per_req - work_ms - client_cpu * 1000 / a.requests:.2f}",
                          f"{server_cpu - work_cpu_ms:.2f}", f"{client_cpu * 1000 / a.requests:.2f}",
                          f"{single_p50 - work_ms:.2f}"])
-            print(f"{executor}: work {work_ms:.2f} ms (mean {work_mean:.2f}, write {write_ms:.2f}, "
+            print(f"{label}: work {work_ms:.2f} ms (mean {work_mean:.2f}, write {write_ms:.2f}, "
                   f"CPU {work_cpu_ms:.2f}), {rate:.0f} requests/s, p50 {p50:.1f} ms, "
                   f"throughput overhead {per_req - work_ms:.2f} core-ms/request, "
                   f"1 client p50 - work {single_p50 - work_ms:.2f} ms", flush=True)

@@ -42,7 +42,7 @@ from typing import Any, BinaryIO, Union
 
 import httpx
 
-__all__ = ["Client", "AsyncClient", "RenderResult", "ImgsrvError", "ValidationError", "ForbiddenPath",
+__all__ = ["Client", "AsyncClient", "RenderResult", "ImgsrvError", "ValidationError", "ForbiddenPath", "Unauthorized",
            "TooLarge", "QueueFull", "NotFound", "ServerError", "JobTimeout"]
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
@@ -82,6 +82,10 @@ class ForbiddenPath(ImgsrvError):
     """403: a path leads outside the server's data root."""
 
 
+class Unauthorized(ImgsrvError):
+    """401: no API key, or a wrong one (``api_key=`` or IMGSRV_API_KEY)."""
+
+
 class TooLarge(ImgsrvError):
     """413: too many images in one request, or an upload over the size limit."""
 
@@ -110,7 +114,7 @@ class JobTimeout(ImgsrvError):
         self.job = job
 
 
-_BY_STATUS: dict[int, type[ImgsrvError]] = {422: ValidationError, 403: ForbiddenPath, 413: TooLarge,
+_BY_STATUS: dict[int, type[ImgsrvError]] = {401: Unauthorized, 422: ValidationError, 403: ForbiddenPath, 413: TooLarge,
                                              429: QueueFull, 404: NotFound}
 
 
@@ -259,12 +263,21 @@ def _timeout_error(job_id: str, timeout: float, job: dict | None) -> JobTimeout:
 # -- the clients -------------------------------------------------------------------------------
 
 
+def _with_key(api_key: str | None, httpx_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """httpx's keywords with ``Authorization: Bearer KEY`` (the key given, or IMGSRV_API_KEY)."""
+    key = api_key if api_key is not None else os.environ.get("IMGSRV_API_KEY")
+    if not key:
+        return httpx_kwargs
+    return {**httpx_kwargs, "headers": {**dict(httpx_kwargs.get("headers") or {}), "Authorization": f"Bearer {key}"}}
+
+
 class Client:
-    """Synchronous client: ``Client("http://127.0.0.1:8888", timeout=60)``; extra keywords go to httpx.Client."""
+    """Synchronous client: ``Client("http://127.0.0.1:8888", timeout=60, api_key="SECRET")``; the key
+    defaults to the environment's IMGSRV_API_KEY; extra keywords go to httpx.Client."""
 
     def __init__(self, base_url: str = "http://127.0.0.1:8888", timeout: float | httpx.Timeout | None = 60.0,
-                 **httpx_kwargs: Any):
-        self.http = httpx.Client(base_url=base_url, timeout=timeout, **httpx_kwargs)
+                 api_key: str | None = None, **httpx_kwargs: Any):
+        self.http = httpx.Client(base_url=base_url, timeout=timeout, **_with_key(api_key, httpx_kwargs))
 
     def __enter__(self) -> "Client":
         return self
@@ -359,8 +372,8 @@ class AsyncClient:
     """Asynchronous client with the same methods as ``Client``, to be awaited."""
 
     def __init__(self, base_url: str = "http://127.0.0.1:8888", timeout: float | httpx.Timeout | None = 60.0,
-                 **httpx_kwargs: Any):
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout, **httpx_kwargs)
+                 api_key: str | None = None, **httpx_kwargs: Any):
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout, **_with_key(api_key, httpx_kwargs))
 
     async def __aenter__(self) -> "AsyncClient":
         return self

@@ -16,6 +16,7 @@ from ..imaging import planar
 from ..jobs.manager import JobManager
 from ..service import Service
 from . import errors
+from .access import LOOPBACK_NAMES, Authenticate, Keys, TrustedHosts, declare_security
 from .bodies import declare_bodies
 from .deps import get_service
 from .schemas import JobRequest, ProcessRequest
@@ -47,12 +48,23 @@ Operations are objects (`{"op": "blur", "kernel": 5}`) or strings (`blur=5`,
 """
 
 
+def allowed_hosts(s: Settings) -> frozenset[str]:
+    """IMGSRV_ALLOWED_HOSTS, or the loopback names, the bound address and ``testserver`` (the
+    host name of Starlette's TestClient, which no browser can be on)."""
+    if s.allowed_hosts:
+        return frozenset(h.strip().lower() for h in s.allowed_hosts.split(",") if h.strip())
+    return frozenset({*LOOPBACK_NAMES, s.host.lower().strip("[]"), "testserver"})
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The application; nothing is started until its lifespan runs."""
+    """The application; nothing is started until its lifespan runs (settings are read from
+    the environment now when not given)."""
+    settings = settings or get_settings()
+    keys = Keys(settings.api_keys, settings.api_keys_file, settings.admin_keys)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        s = settings or get_settings()
+        s = settings
         service = await run_in_threadpool(Service, s)
         app.state.service = service
         app.state.jobs = JobManager(service)
@@ -71,14 +83,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # itself: /docs works with no internet access.
     app = FastAPIOffline(title="imgsrv", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                          swagger_ui_parameters={"tryItOutEnabled": False, "displayRequestDuration": True})
-    app.state.settings = settings  # None: from the environment, when the service starts
+    app.state.settings = settings
+    app.state.keys = keys
     app.state.service = None
     errors.install(app)
     # the last added runs first: RequestLog logs and counts the early 429s and 413s too
     app.add_middleware(BodyLimit)
     app.add_middleware(ShedLoad, paths=SHED_PATHS)
+    app.add_middleware(Authenticate, keys=keys)  # before the body is read, after the Host is checked
+    app.add_middleware(TrustedHosts, allowed=allowed_hosts(settings))
     app.add_middleware(RequestLog)
     declare_bodies(app, [ProcessRequest, JobRequest])
+    declare_security(app, keys)
     app.include_router(process.router)
     app.include_router(images.router)
     app.include_router(jobs.router)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -45,5 +46,27 @@ async def get_jobs(request: Request, service: "ServiceDep") -> JobManager:
     return request.app.state.jobs
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who makes a request: the name of its API key (None without keys) and whether it is an admin."""
+
+    key: str | None
+    admin: bool
+
+    @property
+    def only(self) -> str | None:
+        """The key whose jobs this caller sees, None for all."""
+        return None if self.admin else self.key
+
+    def sees(self, created_by: str | None) -> bool:
+        return self.admin or created_by == self.key
+
+
+async def get_caller(request: Request) -> Caller:
+    key = request.scope.get("state", {}).get("key")
+    return Caller(key, request.app.state.keys.is_admin(key))
+
+
 ServiceDep = Annotated[Service, Depends(get_service)]
 JobsDep = Annotated[JobManager, Depends(get_jobs)]
+CallerDep = Annotated[Caller, Depends(get_caller)]

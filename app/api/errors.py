@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import ErrorCode, QueueFull, RefusalCode, RequestError
+from ..errors import ErrorCode, QueueFull, RefusalCode, RequestError, Unauthorized
 from ..operations import OPERATIONS
 
 #: a refused request's status, by its code
@@ -26,6 +26,8 @@ STATUS_OF_REFUSAL: dict[RefusalCode, int] = {
     RefusalCode.REQUEST_TOO_LARGE: 413,
     RefusalCode.QUEUE_FULL: 429,
     RefusalCode.NOT_FOUND: 404,
+    RefusalCode.UNAUTHORIZED: 401,
+    RefusalCode.BAD_HOST: 400,
 }
 
 #: the status of a single-image endpoint (/render, /compare) whose image failed, by its code;
@@ -84,6 +86,8 @@ def request_error_response(exc: RequestError) -> JSONResponse:
     headers = {}
     if isinstance(exc, QueueFull):
         headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
     if exc.field is not None:
         loc = ["body", *_loc_of(exc.field)]
         body: dict[str, Any] = {"detail": [_entry(loc, exc.message, exc.code, exc.field)],

@@ -51,11 +51,12 @@ class RequestLog:
         finally:
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or scope.get("imgsrv.shed") or "(unmatched)"
-            log.info("%s %s %s %d %.1f ms", printable(rid), scope["method"], printable(scope["path"]), status,
-                     elapsed * 1000.0)
+            key = scope.get("state", {}).get("key") or "-"
+            log.info("%s key=%s %s %s %d %.1f ms", printable(rid), key, scope["method"], printable(scope["path"]),
+                     status, elapsed * 1000.0)
             service = getattr(getattr(scope.get("app"), "state", None), "service", None)
             if service is not None:
-                service.engine.metrics.observe_request(route, scope["method"], status, elapsed)
+                service.engine.metrics.observe_request(route, scope["method"], status, elapsed, key)
 
 
 class ShedLoad:

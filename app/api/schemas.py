@@ -219,6 +219,7 @@ class JobCreated(BaseModel):
 class JobInfo(BaseModel):
     id: str
     status: JobStatus
+    created_by: str | None = Field(None, description="the name of the API key that made the job")
     total: int
     done: int
     succeeded: int

@@ -1,5 +1,5 @@
 """The Dask backend: the same tasks (paths plus the validated plan) run on the workers of a
-Dask distributed cluster (``IMGSRV_EXECUTOR=dask://HOST:PORT``).
+Dask distributed cluster (``IMGSRV_EXECUTOR=dask://HOST:PORT``, or ``tls://HOST:PORT`` over TLS).
 
 Workers read and write through the same data-root path as the server (a shared filesystem
 such as NFS, mounted at the same path everywhere); this is checked when the executor starts,
@@ -36,11 +36,17 @@ class DaskExecutor(Executor):
             from distributed import Client
         except ImportError:  # pragma: no cover - distributed is in requirements.txt
             raise RuntimeError("IMGSRV_EXECUTOR=dask://... needs the 'distributed' package") from None
-        target = "tcp://" + address.removeprefix("dask://")
+        # tls://: the certificates come from Dask's own configuration (distributed.comm.tls.*,
+        # DASK_DISTRIBUTED__COMM__TLS__CA_FILE and the like), which distributed reads itself
+        target = address if address.startswith("tls://") else "tcp://" + address.removeprefix("dask://")
         try:
             self._client = Client(target, timeout=CONNECT_TIMEOUT, set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise RuntimeError(f"cannot reach the Dask scheduler at {target}: {exc}") from None
+        except (TypeError, ValueError) as exc:  # tls:// without certificates in Dask's configuration
+            raise RuntimeError(f"cannot reach the Dask scheduler at {target}: {exc} (for tls://, set "
+                               "distributed.comm.tls.ca-file, .client.cert and .client.key in Dask's "
+                               "configuration)") from None
         try:
             self._client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
         except TimeoutError:

@@ -26,7 +26,7 @@ def new_job_id() -> str:
 
 def submit_job(service: Service, *, operations: Sequence[Operation | None], metadata: str = "keep",
                skip_existing: bool = True, overwrite: Overwrite = Overwrite.OWN,
-               images: Sequence[tuple[str, str]] | None = None,
+               images: Sequence[tuple[str, str]] | None = None, created_by: str | None = None,
                source: dict[str, Any] | None = None, output_dir: str | None = None,
                output_format: str | None = None) -> str:
     """Validate a job (raises RequestError: 403 / 422, nothing recorded) and record it as queued.
@@ -49,7 +49,7 @@ def submit_job(service: Service, *, operations: Sequence[Operation | None], meta
                     output_dir=output_dir, output_format=output_format)
     job_id = new_job_id()
     store = service.store
-    store.create_job(job_id, spec)
+    store.create_job(job_id, spec, created_by)
     log.info("job %s queued: %s", job_id, f"{len(pairs)} images" if images is not None
              else f"folder {spec['source']['dir']!r} ({spec['source']['pattern']}) to {output_dir!r}")
     if images is not None:

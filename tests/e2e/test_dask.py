@@ -168,3 +168,53 @@ def test_a_worker_that_does_not_see_the_data_root_is_a_clear_error(tmp_path):
         assert "do not see the data root" in r.stderr and str(hidden) in r.stderr
     finally:
         c.stop()
+
+
+def test_a_scheduler_over_tls_with_dasks_own_certificate_configuration(tmp_path):
+    """IMGSRV_EXECUTOR=tls://HOST:PORT: the scheduler and workers take only TLS connections with
+    certificates the test makes; imgsrv finds its certificates in Dask's configuration."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make the test's certificates")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    tls = ["--tls-ca-file", str(cert), "--tls-cert", str(cert), "--tls-key", str(key)]
+    port = _port()
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    log = open(tmp_path / "dask.log", "wb")
+    procs = [subprocess.Popen([DASK, "scheduler", "--protocol", "tls", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard", *tls], env=env, stdout=log, stderr=log)]
+    procs.append(subprocess.Popen([DASK, "worker", f"tls://127.0.0.1:{port}", "--nthreads", "1", "--no-dashboard",
+                                   *tls], env=env, stdout=log, stderr=log, start_new_session=True))
+    try:
+        src = tmp_path / "src"
+        _images(src, 4)
+        tls_env = {**os.environ, "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(cert),
+                   "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": str(cert),
+                   "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": str(key)}
+        deadline = time.monotonic() + 90
+        while True:  # the scheduler and its worker take a few seconds to start
+            r = _run(["--source", str(src), "--output-dir", str(tmp_path / "out"), "--op", "grayscale", "--quiet",
+                      "--executor", f"tls://127.0.0.1:{port}"], env=tls_env)
+            if r.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert r.returncode == 0, r.stderr
+        assert "4 succeeded" in r.stdout
+        # without the certificates, the same scheduler refuses imgsrv: a clear error, nothing written
+        plain = {k: v for k, v in os.environ.items() if not k.startswith("DASK_DISTRIBUTED__COMM__TLS")}
+        r = _run(["--source", str(src), "--output-dir", str(tmp_path / "out2"), "--op", "grayscale", "--quiet",
+                  "--executor", f"tls://127.0.0.1:{port}"], env=plain)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert not (tmp_path / "out2").exists()
+    finally:
+        for p in procs[::-1]:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        log.close()

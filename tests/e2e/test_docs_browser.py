@@ -212,3 +212,33 @@ def test_render_from_docs_with_an_uploaded_file(docs_page, docs_server):
         img.wait_for(state="visible")
         assert img.evaluate("i => i.naturalWidth") == 300
     assert not docs_page.blocked, f"/docs tried to reach other hosts: {docs_page.blocked}"
+
+
+def test_authorize_then_try_it_out_with_an_api_key(browser, server_factory, tmp_path):
+    """With IMGSRV_API_KEYS, "Try it out" on /process answers 401 until the key is given with
+    the page's Authorize button, then 200."""
+    keyed = server_factory(workers=2, api_keys="docs:docs-page-secret")
+    page = OfflinePage(browser, keyed, tmp_path)
+    try:
+        page.open_docs()
+        with page.step("POST /process without a key"):
+            block = page.expand("POST", "/process")
+            assert page.try_and_execute(block).inner_text().strip() == "401"
+        with page.step("Authorize"):
+            page.page.locator(".auth-wrapper .authorize").first.click()
+            dialog = page.page.locator(".dialog-ux .modal-ux")
+            dialog.wait_for(state="visible")
+            section = dialog.locator(".auth-container").filter(has_text="bearer")
+            section.locator("input").first.fill("docs-page-secret")
+            section.locator("button.authorize").click()
+            section.locator("button", has_text="Logout").wait_for(state="visible")  # authorized
+            dialog.locator("button.btn-done").first.click()
+        with page.step("POST /process with the key"):
+            block.get_by_role("button", name=re.compile(r"^\s*Execute\s*$")).click()
+            status = block.locator(".live-responses-table .response .response-col_status").first
+            page.page.wait_for_function(
+                "el => el.innerText.trim() === '200'", arg=status.element_handle(), timeout=STEP_TIMEOUT_MS)
+            assert "Bearer docs-page-secret" in block.locator(".curl-command").inner_text()
+        assert not page.blocked, f"/docs tried to reach other hosts: {page.blocked}"
+    finally:
+        page.close()

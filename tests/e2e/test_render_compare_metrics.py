@@ -88,7 +88,8 @@ def metrics(server: Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], flo
 
 
 def sample(m: dict, name: str, **labels: str) -> float:
-    return m.get((name, tuple(sorted(labels.items()))), 0.0)
+    """The sum of ``name``'s samples that carry these labels (whatever their other labels, e.g. the API key)."""
+    return sum(v for (n, ls), v in m.items() if n == name and set(labels.items()) <= set(ls))
 
 
 def grew(before: dict, after: dict, name: str, **labels: str) -> float:

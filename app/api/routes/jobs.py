@@ -13,7 +13,7 @@ from ...state import ItemRow, JobRow
 from ...service import Service
 from ...tasks import JobStatus, Status, compression_ratio
 from ..bodies import openapi_body, read_json
-from ..deps import JobsDep, ServiceDep
+from ..deps import Caller, CallerDep, JobsDep, ServiceDep
 from ..schemas import (JOB_EXAMPLE, ErrorInfo, ImageResult, JobCreated, JobInfo, JobLinks, JobList, JobRequest,
                        JobResults, OutputResult, Summary)
 
@@ -52,7 +52,7 @@ def job_info(job: JobRow) -> JobInfo:
                       outputs=job.outputs, input_bytes=job.input_bytes, output_bytes=job.output_bytes,
                       compression_ratio=compression_ratio(job.output_bytes, job.input_bytes),
                       elapsed_ms=round(elapsed, 3))
-    return JobInfo(id=job.id, status=job.status, total=job.total, done=job.done, succeeded=job.succeeded,
+    return JobInfo(id=job.id, status=job.status, created_by=job.created_by, total=job.total, done=job.done, succeeded=job.succeeded,
                    failed=job.failed, skipped=job.skipped,
                    progress=round(job.done / job.total, 4) if job.total else (1.0 if job.finished_at else 0.0),
                    images_per_second=rate, eta_seconds=eta, created_at=_iso(job.created_at),
@@ -68,9 +68,10 @@ def _result(row: ItemRow) -> ImageResult:
                        elapsed_ms=row.elapsed_ms or 0.0)
 
 
-async def _get(service: Service, job_id: str) -> JobRow:
+async def _get(service: Service, job_id: str, caller: Caller) -> JobRow:
+    """The job, if the caller may see it: its own (another key's job is a 404), or any for an admin."""
     job = await service.engine.offload(service.store.get_job, job_id)
-    if job is None:
+    if job is None or not caller.sees(job.created_by):
         raise UnknownResource(f"no job with id {job_id!r}")
     return job
 
@@ -86,7 +87,8 @@ JOB_BODY = openapi_body(JobRequest, {
              responses={403: {"description": "a path leads outside the data root"},
                         413: {"description": "a body larger than IMGSRV_MAX_BODY_BYTES"},
                         422: {"description": "invalid body, operation, path or folder"}})
-async def create_job(request: Request, response: Response, service: ServiceDep, jobs: JobsDep) -> JobCreated:
+async def create_job(request: Request, response: Response, service: ServiceDep, jobs: JobsDep,
+                     caller: CallerDep) -> JobCreated:
     """Start a batch in the background; answers at once with the job's id and links.
 
     Each input ``DIR/REL`` of a folder job goes to ``OUTPUT_DIR/REL``. Images whose outputs
@@ -98,38 +100,38 @@ async def create_job(request: Request, response: Response, service: ServiceDep, 
         skip_existing=body.options.skip_existing, overwrite=body.options.overwrite,
         images=[(im.input, im.output) for im in body.images] if body.images is not None else None,
         source=body.source.model_dump() if body.source is not None else None,
-        output_dir=body.output_dir, output_format=body.output_format))
+        output_dir=body.output_dir, output_format=body.output_format, created_by=caller.key))
     jobs.start(job_id)
     response.headers["Location"] = f"/jobs/{job_id}"
     return JobCreated(id=job_id, status=JobStatus.QUEUED, links=_links(job_id))
 
 
 @router.get("", response_model=JobList)
-async def list_jobs(service: ServiceDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+async def list_jobs(service: ServiceDep, caller: CallerDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> JobList:
     """Recent jobs, newest first."""
-    rows = await service.engine.offload(service.store.list_jobs, limit, offset)
+    rows = await service.engine.offload(service.store.list_jobs, limit, offset, caller.only)
     return JobList(jobs=[job_info(j) for j in rows])
 
 
 @router.get("/{job_id}", response_model=JobInfo, responses=NOT_FOUND)
-async def get_job(job_id: str, service: ServiceDep) -> JobInfo:
+async def get_job(job_id: str, service: ServiceDep, caller: CallerDep) -> JobInfo:
     """Counts, progress, images per second and the estimated time left."""
-    return job_info(await _get(service, job_id))
+    return job_info(await _get(service, job_id, caller))
 
 
 @router.get("/{job_id}/results", response_model=JobResults, responses=NOT_FOUND)
-async def job_results(job_id: str, service: ServiceDep, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+async def job_results(job_id: str, service: ServiceDep, caller: CallerDep, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                       status: Status | None = None) -> JobResults:
     """A page of per-image results in job order, optionally only those with one status."""
-    await _get(service, job_id)
+    await _get(service, job_id, caller)
     total, rows = await service.engine.offload(service.store.results, job_id, offset, limit, status)
     return JobResults(job_id=job_id, offset=offset, limit=limit, total=total, results=[_result(r) for r in rows])
 
 
 @router.delete("/{job_id}", response_model=JobInfo, responses=NOT_FOUND)
-async def cancel_job(job_id: str, service: ServiceDep, jobs: JobsDep) -> JobInfo:
+async def cancel_job(job_id: str, service: ServiceDep, jobs: JobsDep, caller: CallerDep) -> JobInfo:
     """Cancel a queued or running job: no new image starts, images in flight finish (no
     partial files); answers the job as it ends.
 
@@ -137,9 +139,9 @@ async def cancel_job(job_id: str, service: ServiceDep, jobs: JobsDep) -> JobInfo
     stay); answers the job as it was. Finished jobs are also forgotten by themselves after
     IMGSRV_JOB_RETENTION_DAYS.
     """
-    job = await _get(service, job_id)
+    job = await _get(service, job_id, caller)
     if JobStatus(job.status).active:
         await jobs.cancel(job_id)
-        return job_info(await _get(service, job_id))
+        return job_info(await _get(service, job_id, caller))
     await service.engine.offload(service.store.delete_job, job_id)
     return job_info(job)
