@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     max_pixels: int = Field(100_000_000, ge=1)
     max_images_per_request: int = Field(1000, ge=1)
     max_upload_bytes: int = Field(52_428_800, ge=1)
+    max_upload_queue_bytes: int = Field(268_435_456, ge=1, description="uploads held in memory at once (read, or "
+                                                                       "waiting for a worker); more: 429")
     max_queue: int = Field(10_000, ge=0)
     max_outputs: int = Field(4096, ge=1, description="outputs one image may fan out to (the product of its splits)")
     max_request_outputs: int = Field(16384, ge=1, description="outputs of one /process or /plan request; more: "
@@ -33,6 +35,8 @@ class Settings(BaseSettings):
                                                     "(about 35 s of one core)")
     max_body_bytes: int = Field(8_388_608, ge=1, description="larger JSON bodies get 413 before they are read whole")
     max_answer_bytes: int = Field(268_435_456, ge=1, description="largest /render answer (an image or a zip)")
+    max_input_bytes: int = Field(536_870_912, ge=1, description="largest input file read from the disk; a larger "
+                                                                "one is that image's too_large")
     max_jobs: int = Field(2, ge=1, description="jobs running at once; the rest wait as queued")
     # access
     api_keys: str | None = Field(None, description="name:secret,name:secret: every route but the open ones "

@@ -9,7 +9,7 @@ import stat
 import sys
 from collections.abc import Iterable, Iterator
 
-from .errors import DecodeError, InvalidRequest, NotFound, OutputExists, PathOutsideRoot, WriteError
+from .errors import DecodeError, InvalidRequest, NotFound, OutputExists, PathOutsideRoot, TooLarge, WriteError
 from .tasks import Overwrite, WriteRule
 
 MAX_PATH_BYTES = 4096
@@ -100,15 +100,16 @@ def _absolute(path: str) -> str:
     return path if os.path.isabs(path) else os.path.join(os.path.realpath(os.getcwd()), path)
 
 
-def read_input(path: str) -> bytes:
+def read_input(path: str, max_bytes: int | None = None) -> bytes:
     """The whole file (see read_input_file)."""
-    return read_input_file(path)[0]
+    return read_input_file(path, max_bytes)[0]
 
 
-def read_input_file(path: str) -> tuple[bytes, os.stat_result]:
+def read_input_file(path: str, max_bytes: int | None = None) -> tuple[bytes, os.stat_result]:
     """The whole file and its status, opened without following a link on the way (the
     planner resolved every link: one found now was swapped in since). What is not a regular
-    file is refused before it is opened (no FIFO hangs)."""
+    file is refused before it is opened (no FIFO hangs), and so is a file over ``max_bytes``
+    (TooLarge) before it is read."""
     folder, name = os.path.split(_absolute(path))
     try:
         fd = open_folder(folder)
@@ -139,6 +140,8 @@ def read_input_file(path: str) -> tuple[bytes, os.stat_result]:
             opened = os.fstat(stream.fileno())
             if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(opened.st_mode):
                 raise NotFound("the input changed while it was opened")
+            if max_bytes is not None and opened.st_size > max_bytes:
+                raise TooLarge(f"the file is {opened.st_size} bytes, more than IMGSRV_MAX_INPUT_BYTES ({max_bytes})")
             try:
                 return stream.read(), opened
             except OSError as exc:
@@ -199,8 +202,9 @@ def write_all(files: list[tuple[str, bytes]], sync: bool = True, rule: WriteRule
                 os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
             else:  # the same bytes are there already: they stay, untouched
                 os.unlink(tmp, dir_fd=fd)
-                stats[i] = target
             renamed += 1
+            # as it is now, in place: its inode and change time are part of imgsrv's record of it
+            stats[i] = os.stat(name, dir_fd=fd, follow_symlinks=False)
     except BaseException as exc:
         for fd, tmp, _name in staged[renamed:]:
             try:
@@ -242,7 +246,7 @@ def _check_target(fd: int, name: str, index: int, rule: WriteRule, keep: os.stat
         raise WriteError("the output path is a folder")
     if keep is not None and (st.st_dev, st.st_ino) == (keep.st_dev, keep.st_ino):
         raise WriteError("the output is the input file itself (a link to it)")
-    if rule.may_replace(index, st.st_size, st.st_mtime_ns):
+    if rule.may_replace(index, st):
         return _REPLACE
     if stat.S_ISREG(st.st_mode) and st.st_size == len(data) and _holds(fd, name, data):
         return st  # imgsrv's own output not yet recorded (a job stopped by a crash), or the same bytes

@@ -117,8 +117,9 @@ class Planner:
 
     def __init__(self, root: str, max_pixels: int, manifest: ManifestLookup | None = None, *,
                  output_root: str | None = None, state_dir: str | None = None, owned: OwnedLookup | None = None,
-                 max_answer_bytes: int | None = None):
+                 max_answer_bytes: int | None = None, max_input_bytes: int | None = None):
         self.max_answer_bytes = max_answer_bytes
+        self.max_input_bytes = max_input_bytes
         self.root = root
         self.output_root = output_root or root
         self.state_dir = state_dir
@@ -153,7 +154,7 @@ class Planner:
         shape = pipeline.fanout_shape
         reals = tuple(output_names(out_real, shape))
         task = ImageTask(in_real, reals, pipeline, self.max_pixels, sync=sync, rule=self.write_rule(reals, overwrite, job),
-                         format=fmt, temp_tag=temp_tag)
+                         format=fmt, temp_tag=temp_tag, max_input_bytes=self.max_input_bytes)
         if skip_existing and self.manifest is not None:
             found = self.manifest(task.outputs, pipeline.digest())
             if found is not None:
@@ -185,7 +186,7 @@ class Planner:
 
     def job_image(self, index: int, inp: str, out: str, pipeline: Pipeline, *, skip_existing: bool,
                   overwrite: Overwrite = Overwrite.OWN, job: str | None = None, temp_tag: str = "",
-                  taken_by: str | None = None) -> PlannedImage:
+                  taken_by: str | None = None, source: str | None = None) -> PlannedImage:
         """Plan one image of a running job: a path that cannot be used fails that image alone
         (an input: ``not_found``; an output: ``write_error``), and so does an output an earlier
         image of the job maps to as well (``taken_by``: ``output_exists``). Outputs are not
@@ -195,11 +196,17 @@ class Planner:
             return PlannedImage(index, inp, out, names, None, Report.failure(
                 ErrorCode.OUTPUT_EXISTS, f"{taken_by} and {inp} both map to the output {out}; the first one keeps it"))
         try:
-            return self.image(index, inp, out, pipeline, "", skip_existing=skip_existing, sync=False,
-                              overwrite=overwrite, job=job, temp_tag=temp_tag)
+            planned = self.image(index, inp, out, pipeline, "", skip_existing=skip_existing, sync=False,
+                                 overwrite=overwrite, job=job, temp_tag=temp_tag)
         except RequestError as exc:
             code = ErrorCode.NOT_FOUND if exc.field == "input" else ErrorCode.WRITE_ERROR
             return PlannedImage(index, inp, out, names, None, Report.failure(code, exc.message))
+        if source is not None and any(os.path.commonpath([source, o]) == source
+                                      for o in planned.task.outputs):  # type: ignore[union-attr]
+            return PlannedImage(index, inp, out, names, None, Report.failure(
+                ErrorCode.WRITE_ERROR, f"the output {out} leads into the source folder (through a link): a job "
+                                       "never writes among its inputs"))
+        return planned
 
     def folder_job(self, source_dir: str, recursive: bool, output_dir: str) -> None:
         """Check a folder job's folders (RequestError naming ``source.dir`` or ``output_dir``)."""
@@ -222,13 +229,13 @@ class Planner:
         a_real = self.input_path(a, "a")
         b_real = self.input_path(b, "b")
         if output is None:
-            return CompareTask(a_real, b_real, None, fuzz, self.max_pixels)
+            return CompareTask(a_real, b_real, None, fuzz, self.max_pixels, max_input_bytes=self.max_input_bytes)
         fmt = output_format(output, "output")
         out_real = self.output_path(output, "output")
         if out_real in (a_real, b_real):
             raise InvalidRequest("the output is one of the inputs; imgsrv never overwrites an input", "output")
         return CompareTask(a_real, b_real, out_real, fuzz, self.max_pixels, self.write_rule([out_real], overwrite),
-                           fmt)
+                           fmt, self.max_input_bytes)
 
     def upload(self, data: bytes, pipeline: Pipeline, fmt: Format | None) -> RenderTask:
         """Plan an uploaded image's run (``fmt`` None: the input's own format)."""

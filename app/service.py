@@ -29,7 +29,8 @@ class Service:
                                  self.store.jobs_by_status)
         self.planner = Planner(str(settings.data_root), settings.max_pixels, self.store.expected,
                                output_root=str(settings.output_root), state_dir=str(settings.state_dir),
-                               owned=self.store.owned, max_answer_bytes=settings.max_answer_bytes)
+                               owned=self.store.owned, max_answer_bytes=settings.max_answer_bytes,
+                               max_input_bytes=settings.max_input_bytes)
 
     def pipeline(self, operations: Sequence[Operation | None], metadata: str = "keep",
                  field: str = "operations") -> Pipeline:

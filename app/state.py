@@ -40,7 +40,9 @@ CREATE TABLE IF NOT EXISTS owned (
     size     INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     sha256   TEXT NOT NULL,
-    job      TEXT
+    job      TEXT,
+    ino      INTEGER,
+    ctime_ns INTEGER
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS jobs (
     id           TEXT PRIMARY KEY,
@@ -145,6 +147,10 @@ class Store:
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
             if "created_by" not in columns:  # a store made before API keys
                 self._db.execute("ALTER TABLE jobs ADD COLUMN created_by TEXT")
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(owned)")}
+            for column in ("ino", "ctime_ns"):
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE owned ADD COLUMN {column} INTEGER")
 
     def close(self) -> None:
         with self._lock:
@@ -194,20 +200,22 @@ class Store:
             for start in range(0, len(paths), 500):
                 chunk = list(paths[start:start + 500])
                 marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(f"SELECT path, size, mtime_ns, job FROM owned WHERE path IN ({marks})",
-                                        chunk).fetchall()
+                rows = self._db.execute(f"SELECT path, size, mtime_ns, job, ino, ctime_ns FROM owned "
+                                        f"WHERE path IN ({marks})", chunk).fetchall()
                 # files recorded only in the manifest were written by imgsrv too (before this table)
-                rows += self._db.execute(f"SELECT output, size, mtime_ns, NULL FROM manifest WHERE output IN "
-                                         f"({marks}) AND output NOT IN (SELECT path FROM owned WHERE path IN "
+                rows += self._db.execute(f"SELECT output, size, mtime_ns, NULL, NULL, NULL FROM manifest WHERE output "
+                                         f"IN ({marks}) AND output NOT IN (SELECT path FROM owned WHERE path IN "
                                          f"({marks}))", chunk + chunk).fetchall()
-                found.update((r[0], Owned(r[1], r[2], r[3])) for r in rows)
+                found.update((r[0], Owned(*r[1:])) for r in rows)
         return found
 
     @staticmethod
     def _write_owned(db: sqlite3.Connection, outputs: Iterable[Output], job: str | None = None) -> None:
-        rows = [(o.path, o.bytes, o.mtime_ns, o.sha256, job) for o in outputs if o.path and o.sha256]
+        rows = [(o.path, o.bytes, o.mtime_ns, o.sha256, job, o.ino or None, o.ctime_ns or None)
+                for o in outputs if o.path and o.sha256]
         if rows:
-            db.executemany("INSERT OR REPLACE INTO owned VALUES (?,?,?,?,?)", rows)
+            db.executemany("INSERT OR REPLACE INTO owned (path, size, mtime_ns, sha256, job, ino, ctime_ns) "
+                           "VALUES (?,?,?,?,?,?,?)", rows)
 
     def record_written(self, outputs: Iterable[Output]) -> None:
         """Remember files imgsrv wrote (a diff image)."""

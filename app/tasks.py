@@ -48,11 +48,14 @@ class Overwrite(StrEnum):
 
 @dataclass(frozen=True)
 class Owned:
-    """A file imgsrv wrote, as it wrote it: unchanged while its size and mtime are these."""
+    """A file imgsrv wrote, as it wrote it: unchanged while its size, mtime, inode and change
+    time are these (no one can set a change time back; records older than it lack the last two)."""
 
     size: int
     mtime_ns: int
     job: str | None = None  # the job that wrote it
+    ino: int | None = None
+    ctime_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,14 +66,15 @@ class WriteRule:
     owned: tuple[Owned | None, ...] = ()
     job: str | None = None  # a job never replaces what it wrote itself: two of its images made one name
 
-    def may_replace(self, index: int, size: int, mtime_ns: int) -> bool:
-        """Whether the file found at output ``index`` (``size``, ``mtime_ns``) may be replaced."""
+    def may_replace(self, index: int, found) -> bool:
+        """Whether the file found at output ``index`` (its ``os.stat_result``) may be replaced."""
         if self.overwrite == Overwrite.ALWAYS:
             return True
         if self.overwrite == Overwrite.NEVER:
             return False
         mine = self.owned[index] if index < len(self.owned) else None
-        return (mine is not None and mine.size == size and mine.mtime_ns == mtime_ns
+        return (mine is not None and mine.size == found.st_size and mine.mtime_ns == found.st_mtime_ns
+                and mine.ino in (None, found.st_ino) and mine.ctime_ns in (None, found.st_ctime_ns)
                 and (self.job is None or mine.job != self.job))
 
 
@@ -87,6 +91,8 @@ class Output:
     suffix: tuple[int, ...] = ()  # tile indices of the splits that made it
     blob: bytes | None = None
     sha256: str | None = None  # of the bytes written: imgsrv's record of owning the file
+    ino: int = 0  # the file as written (with its ctime): imgsrv's record of it
+    ctime_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,7 @@ class ImageTask:
     rule: WriteRule = WriteRule()  # what may be replaced at the outputs
     format: str = ""  # of the outputs, from the extension the request named (checked by the planner)
     temp_tag: str = ""  # marks the temporary files (a job's: it removes only its own when it resumes)
+    max_input_bytes: int | None = None  # a larger input file is refused before it is read
 
     @property
     def output_format(self) -> str:
@@ -171,6 +178,7 @@ class CompareTask:
     max_pixels: int
     rule: WriteRule = WriteRule()
     format: str = ""  # of the output
+    max_input_bytes: int | None = None
 
 
 @dataclass(frozen=True)

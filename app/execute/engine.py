@@ -39,6 +39,7 @@ class Engine:
         self.executor.warm_up()
         self._pending = 0  # admitted images (requests) not finished
         self._background = 0  # jobs' images in the pool
+        self._upload_bytes = 0  # uploads held in memory (/render)
         self._by_job: collections.Counter[str] = collections.Counter()  # the same, by job
         self._asking: collections.Counter[str] = collections.Counter()  # jobs waiting for room
         self._lock = threading.Lock()
@@ -74,6 +75,19 @@ class Engine:
             if refused is not None:
                 raise refused
             self._pending += count
+
+    def hold_upload(self, size: int) -> None:
+        """Reserve room for an upload of ``size`` bytes held in memory, or refuse with 429."""
+        with self._lock:
+            limit = self.settings.max_upload_queue_bytes
+            if self._upload_bytes and self._upload_bytes + size > limit:
+                raise QueueFull(f"{self._upload_bytes} bytes of uploads are held already; at most {limit} "
+                                f"(IMGSRV_MAX_UPLOAD_QUEUE_BYTES)", retry_after=self.retry_after())
+            self._upload_bytes += size
+
+    def drop_upload(self, size: int) -> None:
+        with self._lock:
+            self._upload_bytes -= size
 
     def release(self, count: int) -> None:
         with self._lock:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..operations import Operation
+from ..pipeline import Pipeline
 from ..service import Service
 from ..tasks import JobStatus, Overwrite
 from .runner import JobRunner
@@ -40,7 +41,11 @@ def submit_job(service: Service, *, operations: Sequence[Operation | None], meta
                             "skip_existing": skip_existing, "overwrite": overwrite}
     pairs: list[tuple[str, str]] = []
     if images is not None:
-        pairs = [(p.input, p.output) for p in service.planner.images(images, pipeline, overwrite=overwrite)]
+        # Checked as named (paths, formats, two images with one output, an output that is another's
+        # input): neither a split's tiles nor the record of written files are looked at here, so a
+        # small body cannot make the server plan millions of names; the job checks both per image.
+        checked = service.planner.images(images, Pipeline(), overwrite=Overwrite.ALWAYS)
+        pairs = [(p.input, p.output) for p in checked]
     else:
         assert source is not None and output_dir is not None
         service.planner.folder_job(source["dir"], bool(source.get("recursive")), output_dir)

@@ -216,8 +216,12 @@ class JobRunner:
         plan = self.service.planner.job_image
         skip, overwrite = bool(spec.get("skip_existing", True)), Overwrite(spec.get("overwrite", Overwrite.OWN))
         taken = self.store.earlier_writers(self.job_id, rows)
+        source = None
+        if spec.get("source"):  # a folder job's outputs never land in its source folder, through a link either
+            with contextlib.suppress(ImgsrvError):
+                source = self.service.planner.input_path(spec["source"]["dir"], "source.dir")
         return [plan(seq, inp, out, pipeline, skip_existing=skip, overwrite=overwrite, job=self.job_id,
-                     temp_tag=self.temp_tag, taken_by=taken.get(seq)) for seq, inp, out in rows]
+                     temp_tag=self.temp_tag, taken_by=taken.get(seq), source=source) for seq, inp, out in rows]
 
     async def _process(self, pipeline: Pipeline, spec: dict[str, Any], enumeration: asyncio.Task | None) -> None:
         window = asyncio.Semaphore(self.window)

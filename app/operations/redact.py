@@ -48,6 +48,15 @@ class Redact(Operation):
             return ()  # wholly outside: nothing to hide
         return (PlaneStep(self.op, hidden, self.color),) if planar.aligned(hidden, width, height) else None
 
+    def work(self, width: int, height: int) -> float:
+        box = self.box_for(width, height)
+        if box is None:
+            return 0.0
+        area = box[2] * box[3]
+        if self.mode == "blur":  # a Gaussian of a quarter of the box's short side, two passes
+            return float(area * 2 * max(3, (min(box[2], box[3]) // 4) | 1))
+        return float(area * (2 if self.mode == "pixelate" else 1))
+
     def transform(self, image: np.ndarray, ctx: Context) -> np.ndarray:
         h, w = image.shape[:2]
         box = self.box_for(w, h)

@@ -60,7 +60,7 @@ def run_image(task: ImageTask) -> Report:
     digest = None
     try:
         t = time.perf_counter()
-        data, opened = read_input_file(task.input)
+        data, opened = read_input_file(task.input, task.max_input_bytes)
         input_bytes = len(data)
         digest = content_hash(data)
         timings.add("read", time.perf_counter() - t)
@@ -78,7 +78,8 @@ def run_image(task: ImageTask) -> Report:
         t = time.perf_counter()
         written = write_all([(path, r.blob) for path, r in zip(task.outputs, rendered)],  # type: ignore[misc]
                             sync=task.sync, rule=task.rule, keep=opened, tag=task.temp_tag)
-        outputs = [Output(path, r.width, r.height, r.bytes, r.faces, st.st_mtime_ns, sha256=content_hash(r.blob))
+        outputs = [Output(path, r.width, r.height, r.bytes, r.faces, st.st_mtime_ns, sha256=content_hash(r.blob),
+                          ino=st.st_ino, ctime_ns=st.st_ctime_ns)
                    for path, r, st in zip(task.outputs, rendered, written)]
         timings.add("write", time.perf_counter() - t)
         return Report(Status.OK, input_bytes, outputs, elapsed_ms=_ms(start), timings=timings.ms, input_hash=digest)
@@ -109,8 +110,8 @@ def run_upload(task: RenderTask) -> Report:
         return Report.failure(ErrorCode.TOO_LARGE, "not enough memory for this image")
 
 
-def _decode_file(path: str, max_pixels: int):
-    data = read_input(path)
+def _decode_file(path: str, max_pixels: int, max_bytes: int | None):
+    data = read_input(path, max_bytes)
     return codec.decode(data, codec.probe(data, max_pixels))
 
 
@@ -122,7 +123,7 @@ def run_compare(task: CompareTask) -> Report:
     images = []
     for which, path in (("a", task.a), ("b", task.b)):
         try:
-            images.append(_decode_file(path, task.max_pixels))
+            images.append(_decode_file(path, task.max_pixels, task.max_input_bytes))
         except ImageError as exc:
             return Report.failure(exc.code, exc.message, error_field=which)
     a, b = images
@@ -138,7 +139,7 @@ def run_compare(task: CompareTask) -> Report:
         except ImageError as exc:
             return Report.failure(exc.code, exc.message, error_field="output")
         outputs.append(Output(task.output, diff.width, diff.height, len(blob), mtime_ns=st.st_mtime_ns,
-                              sha256=content_hash(blob)))
+                              sha256=content_hash(blob), ino=st.st_ino, ctime_ns=st.st_ctime_ns))
     return Report(Status.OK, outputs=outputs, comparison=Comparison(
         diff.width, diff.height, diff.different_pixels, diff.different_fraction, diff.mean_abs_diff))
 

@@ -434,3 +434,68 @@ def test_a_long_image_list_is_validated_in_parts_with_the_right_field_names(serv
     r = server.post("/jobs", json={"images": images, "operations": ["grayscale"]})
     assert r.status_code == 202, r.text
     server.client.delete(f"/jobs/{r.json()['id']}")
+
+
+# -- found by review after the first fixes ---------------------------------------------------
+
+def test_a_job_listing_images_is_checked_without_planning_every_tile(server_factory):
+    import psutil
+
+    srv = server_factory()
+    before = psutil.Process(srv.proc.pid).memory_info().rss
+    body = {"images": [{"input": "nope/x.jpg", "output": f"o7/i{i}.jpg"} for i in range(1000)],
+            "operations": ["split=64x64"]}
+    started = time.perf_counter()
+    r = srv.post("/jobs", json=body)
+    assert r.status_code == 202, r.text
+    assert time.perf_counter() - started < 5
+    grown = psutil.Process(srv.proc.pid).memory_info().rss - before
+    assert grown < 200 * 2**20, f"the server grew {grown / 2**20:.0f} MB for a 50 kB body"
+    srv.client.delete(f"/jobs/{r.json()['id']}")
+
+
+def test_faces_takes_no_scale_step_below_1_01(server, outdir):
+    r = server.post("/process", json=one("testimages/coffee.jpg", f"{outdir}/f.jpg",
+                                         [{"op": "faces", "scale_factor": 1.001, "min_neighbors": 0}]))
+    assert r.status_code == 422 and entry(r.json(), "operations[0].scale_factor")
+
+
+def test_an_input_over_the_byte_limit_is_refused_before_it_is_read(server_factory):
+    srv = server_factory(max_input_bytes=1_000_000)
+    srv.path("big").mkdir()
+    with open(srv.path("big/sparse.jpg"), "wb") as f:
+        f.truncate(50_000_000)
+    r = result(srv, one("big/sparse.jpg", "o/x.jpg", ["grayscale"]))
+    assert r["status"] == "error" and r["error"]["code"] == "too_large", r
+    assert "IMGSRV_MAX_INPUT_BYTES" in r["error"]["message"]
+
+
+def test_a_folder_job_never_writes_into_its_source_through_a_linked_output_folder(server, outdir):
+    users_file(server, f"{outdir}/src/a/p.png", "testimages/camera.png")
+    b = users_file(server, f"{outdir}/src/b/p.jpg", "testimages/coffee.jpg")
+    digest = sha256(b)
+    server.path(f"{outdir}/out").mkdir()
+    os.symlink("../src/b", server.path(f"{outdir}/out/a"))
+    for overwrite in ("own", "always"):
+        j = run_job(server, {"source": {"dir": f"{outdir}/src", "recursive": True}, "output_dir": f"{outdir}/out",
+                             "output_format": "jpeg", "operations": ["grayscale"], "options": {"overwrite": overwrite}})
+        assert sha256(b) == digest, "an input was replaced"
+        failed = [r for r in all_results(server, j["id"]) if r["status"] == "error"]
+        assert [r["input"] for r in failed] == [f"{outdir}/src/a/p.png"], failed
+        assert failed[0]["error"]["code"] == "write_error" and "source folder" in failed[0]["error"]["message"]
+
+
+def test_a_file_edited_in_place_keeping_size_and_mtime_is_protected(server, outdir):
+    out = f"{outdir}/o/c.png"
+    assert result(server, one("testimages/coffee.jpg", out, ["grayscale"]))["status"] == "ok"
+    path = server.path(out)
+    st = path.stat()
+    time.sleep(0.01)
+    with open(path, "r+b") as f:
+        f.seek(st.st_size // 2)
+        f.write(b"\x00")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # as exiftool -P or cp -p leave it
+    edited = sha256(path)
+    r = result(server, one("testimages/coffee.jpg", out, ["grayscale"]))
+    assert r["status"] == "error" and r["error"]["code"] == "output_exists", r
+    assert sha256(path) == edited

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -371,7 +372,21 @@ def test_own_replaces_only_the_file_as_imgsrv_wrote_it(root):
         atomic_write(target, b"third", mine)
     again = os.stat(target)
     assert not WriteRule(Overwrite.OWN, (Owned(again.st_size, again.st_mtime_ns, job="j1"),), job="j1") \
-        .may_replace(0, again.st_size, again.st_mtime_ns), "a job never replaces its own output"
+        .may_replace(0, again), "a job never replaces its own output"
+
+
+def test_a_file_changed_in_place_with_its_size_and_mtime_restored_is_no_longer_imgsrvs(root):
+    """exiftool -P or cp -p keep a file's size and mtime; its change time moves on (no one can set it back)."""
+    target = str(Path(root, "mine.jpg"))
+    st = atomic_write(target, b"written by imgsrv")
+    mine = WriteRule(Overwrite.OWN, (Owned(st.st_size, st.st_mtime_ns, ino=st.st_ino, ctime_ns=st.st_ctime_ns),))
+    time.sleep(0.01)
+    with open(target, "r+b") as f:
+        f.write(b"W")  # same size
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime
+    with pytest.raises(OutputExists):
+        atomic_write(target, b"imgsrv again", mine)
+    assert Path(target).read_bytes() == b"Written by imgsrv"
 
 
 def test_the_same_bytes_already_there_are_left_as_they_are(root):

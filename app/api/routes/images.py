@@ -14,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from ...errors import InvalidRequest
 from ...formats import ALIASES, CONTENT_TYPE, EXTENSION, RENDER_FORMATS, Format, parse_format
 from ...plan import tile_suffix
+from ...service import Service
 from ...tasks import Status
 from ..deps import ServiceDep
 from ..errors import image_error_response, validation_response
@@ -85,6 +86,16 @@ async def render(request: Request, service: ServiceDep) -> Response:
     A pipeline that fans out (split) answers a zip holding every output, named
     ``STEM_I.EXT`` after the uploaded file's name.
     """
+    length, most = request.headers.get("content-length", ""), service.settings.max_upload_bytes
+    held = min(int(length), most) if length.isdigit() else most
+    service.engine.hold_upload(held)  # uploads wait in memory: their bytes together are bounded (429)
+    try:
+        return await _render(request, service)
+    finally:
+        service.engine.drop_upload(held)
+
+
+async def _render(request: Request, service: Service) -> Response:
     from ..uploads import read_form
 
     # an upload needs its file, a format and the operations, each in one field or one per operation
