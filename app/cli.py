@@ -67,8 +67,8 @@ def serve(args: argparse.Namespace) -> int:
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler
     # it found: make that a clean exit (status 0) rather than death by signal.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    if keys.file is not None:  # keys rotate without a restart: kill -HUP re-reads the file
-        signal.signal(signal.SIGHUP, lambda *_: _reload_keys(keys))
+    # keys rotate without a restart: kill -HUP re-reads the file (and without one, changes nothing)
+    signal.signal(signal.SIGHUP, lambda *_: _reload_keys(keys))
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=log_config,
                 log_level=settings.log_level, access_log=False, limit_concurrency=settings.limit_concurrency,
                 timeout_keep_alive=settings.timeout_keep_alive, timeout_graceful_shutdown=settings.graceful_timeout)
@@ -77,6 +77,9 @@ def serve(args: argparse.Namespace) -> int:
 
 def _reload_keys(keys) -> None:
     log = logging.getLogger("imgsrv.access")
+    if keys.file is None:
+        log.info("SIGHUP: no IMGSRV_API_KEYS_FILE to re-read")
+        return
     try:
         log.info("API keys re-read on SIGHUP: %d in force", keys.reload())
     except ValueError as exc:  # a broken file: the keys in force stay

@@ -38,10 +38,13 @@ class ApiKey:
 
 
 def parse_keys(text: str, where: str) -> list[ApiKey]:
-    """``name:secret`` pairs, separated by commas or new lines (``#`` starts a comment line)."""
+    """``name:secret`` pairs, separated by commas or new lines; a line starting with ``#`` is a
+    comment (commas in it included)."""
     keys: list[ApiKey] = []
-    for n, item in enumerate(part.strip() for line in text.splitlines() for part in line.split(",")):
-        if not item or item.startswith("#"):
+    entries = (part.strip() for line in text.splitlines() if not line.lstrip().startswith("#")
+               for part in line.split(","))
+    for n, item in enumerate(entries):
+        if not item:
             continue
         name, sep, secret = item.partition(":")
         name, secret = name.strip(), secret.strip()
