@@ -47,7 +47,7 @@ def serve(args: argparse.Namespace) -> int:
     from .api.app import create_app
 
     try:
-        app = create_app(settings)
+        app = create_app(settings, test_client=False)
     except KeysError as exc:
         raise UsageError(str(exc)) from None
     keys = app.state.keys

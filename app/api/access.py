@@ -22,7 +22,7 @@ from .errors import request_error_response
 log = logging.getLogger("imgsrv.access")
 
 #: routes answered without a key: liveness and the API's own description
-OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
 OPEN_PREFIXES = ("/static-offline-docs/",)
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -82,9 +82,9 @@ class Keys:
                 if any(k.name == key.name for k in keys):
                     raise KeysError(f"the key name {key.name!r} is given twice")
                 keys.append(key)
-        if self.enabled and not keys:
+        if self.enabled and not keys and not self._keys:
             raise KeysError("IMGSRV_API_KEYS / IMGSRV_API_KEYS_FILE hold no key")
-        with self._lock:
+        with self._lock:  # a file emptied since the start revokes every key: every request is then a 401
             self._keys = tuple(keys)
         return len(keys)
 
@@ -162,7 +162,8 @@ class TrustedHosts:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and "*" not in self.allowed:
-            host = dict(scope.get("headers", [])).get(b"host", b"").decode("latin-1").lower()
+            hosts = [v for k, v in scope.get("headers", []) if k == b"host"]
+            host = hosts[0].decode("latin-1").lower() if len(hosts) == 1 else ""  # two: which would be meant?
             name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
             if name.strip("[]") not in self.allowed and name not in self.allowed:
                 await request_error_response(BadHost(

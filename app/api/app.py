@@ -48,17 +48,18 @@ Operations are objects (`{"op": "blur", "kernel": 5}`) or strings (`blur=5`,
 """
 
 
-def allowed_hosts(s: Settings) -> frozenset[str]:
-    """IMGSRV_ALLOWED_HOSTS, or the loopback names, the bound address and ``testserver`` (the
-    host name of Starlette's TestClient, which no browser can be on)."""
+def allowed_hosts(s: Settings, test_client: bool) -> frozenset[str]:
+    """IMGSRV_ALLOWED_HOSTS, or the loopback names and the bound address; with ``test_client``
+    also ``testserver``, the host name Starlette's TestClient sends."""
     if s.allowed_hosts:
         return frozenset(h.strip().lower() for h in s.allowed_hosts.split(",") if h.strip())
-    return frozenset({*LOOPBACK_NAMES, s.host.lower().strip("[]"), "testserver"})
+    return frozenset({*LOOPBACK_NAMES, s.host.lower().strip("[]"), *(["testserver"] if test_client else [])})
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, test_client: bool = True) -> FastAPI:
     """The application; nothing is started until its lifespan runs (settings are read from
-    the environment now when not given)."""
+    the environment now when not given). ``test_client``: answer TestClient's ``testserver``
+    host too (``from main import app``); ``python main.py`` serves without it."""
     settings = settings or get_settings()
     keys = Keys(settings.api_keys, settings.api_keys_file, settings.admin_keys)
 
@@ -91,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit)
     app.add_middleware(ShedLoad, paths=SHED_PATHS)
     app.add_middleware(Authenticate, keys=keys)  # before the body is read, after the Host is checked
-    app.add_middleware(TrustedHosts, allowed=allowed_hosts(settings))
+    app.add_middleware(TrustedHosts, allowed=allowed_hosts(settings, test_client))
     app.add_middleware(RequestLog)
     declare_bodies(app, [ProcessRequest, JobRequest])
     declare_security(app, keys)

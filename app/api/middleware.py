@@ -15,12 +15,14 @@ from .errors import request_error_response
 log = logging.getLogger("imgsrv.http")
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
+_CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f\\]")
+_NOT_TOKEN = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def printable(text: str) -> str:
-    """``text`` for one log line: control characters (a decoded ``%0A`` in a path) and
-    backslashes escaped, so a request cannot forge or break a line of the log."""
+    """``text`` as one field of a log line: control characters (a decoded ``%0A`` in a path),
+    spaces and backslashes escaped, so a request can neither break a line of the log nor add
+    fields to it (``key=...``)."""
     return _CONTROL.sub(lambda m: "\\\\" if m.group() == "\\" else f"\\x{ord(m.group()):02x}", text)
 
 
@@ -33,7 +35,7 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         rid = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), None)
-        rid = (rid or uuid.uuid4().hex[:16])[:64]
+        rid = _NOT_TOKEN.sub("_", rid or uuid.uuid4().hex[:16])[:64]  # a token: it cannot fake a log field
         scope.setdefault("state", {})["request_id"] = rid
         status = 500
         start = time.perf_counter()

@@ -196,3 +196,23 @@ def test_without_keys_only_loopback_is_served(tmp_path):
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
+
+
+def test_a_request_cannot_write_fields_into_the_log(keyed):
+    fake = "0f3a9c1d key=alice DELETE /jobs/1 200 1.0 ms |"
+    keyed.client.post("/jobs", json=BODY, headers={"X-Request-ID": fake})
+    keyed.client.get("/process%20key=alice")
+    time.sleep(0.3)
+    lines = [line for line in keyed.log().splitlines() if "imgsrv.http" in line and "0f3a9c1d" in line]
+    assert lines and all(" key=- POST /jobs 401" in line for line in lines), lines
+    for line in (line for line in keyed.log().splitlines() if "imgsrv.http:" in line):
+        assert sum(field.startswith("key=") for field in line.split()) == 1, line
+
+
+def test_the_served_app_answers_no_test_client_host_and_no_doubled_host(server):
+    r = server.client.post("/process", json=BODY, headers={"Host": "testserver"})
+    assert r.status_code == 400 and r.json()["code"] == "bad_host"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        conn.sendall(b"GET /health HTTP/1.1\r\nHost: evil.example\r\nHost: localhost\r\n\r\n")
+        answer = conn.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]

@@ -49,3 +49,15 @@ def test_credentials_come_from_either_header(headers, secret, problem):
 def test_loopback_addresses():
     assert all(is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "192.168.1.5", "imgsrv.example", "::"))
+
+
+def test_a_keys_file_emptied_since_the_start_revokes_every_key(tmp_path):
+    file = tmp_path / "keys"
+    file.write_text("alice:one\n")
+    keys = Keys(None, file)
+    file.write_text("# all revoked\n")
+    assert keys.reload() == 0
+    assert keys.enabled and keys.identify("one") is None
+    file.write_text("")
+    with pytest.raises(KeysError):
+        Keys(None, file)  # a service that would start with no key at all is refused
