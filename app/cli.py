@@ -108,8 +108,7 @@ def run(args: argparse.Namespace) -> int:
     state_dir = args.state_dir or os.environ.get("IMGSRV_STATE_DIR") or os.path.join(
         os.environ.get("IMGSRV_DATA_ROOT") or os.getcwd(), ".imgsrv")
     settings = _settings({"workers": args.workers, "executor": args.executor, "state_dir": state_dir,
-                          "data_root": os.environ.get("IMGSRV_DATA_ROOT") or "/",
-                          "output_root": os.environ.get("IMGSRV_OUTPUT_ROOT")})
+                          "data_root": os.environ.get("IMGSRV_DATA_ROOT") or "/"})
     _prepare(settings)
     from tqdm import tqdm
 

@@ -184,29 +184,25 @@ def write_all(files: list[tuple[str, bytes]], sync: bool = True, rule: WriteRule
     staged: list[tuple[int, str, str]] = []  # (folder fd, temporary name, name)
     folders: dict[str, int] = {}
     stats: list[os.stat_result] = []
-    renamed = 0
     try:
         for path, data in files:
             folder, name = os.path.split(_absolute(path))
             if folder not in folders:
                 folders[folder] = _open_output_folder(folder)
-            tmp, st = _stage(folders[folder], data, sync, tag)
-            staged.append((folders[folder], tmp, name))
-            stats.append(st)
+            staged.append((folders[folder], _stage(folders[folder], data, sync, tag), name))
         found = [_check_target(fd, name, i, rule, keep, data)
                  for i, ((fd, _tmp, name), (_path, data)) in enumerate(zip(staged, files))]
-        for i, ((fd, tmp, name), target) in enumerate(zip(staged, found)):
-            if target is None:
+        for (fd, tmp, name), target in zip(staged, found):
+            if target is _FREE:
                 _rename_no_replace(fd, tmp, name)
             elif target is _REPLACE:
                 os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
-            else:  # the same bytes are there already: they stay, untouched
+            else:  # _SAME: the same bytes are there already; they stay, untouched
                 os.unlink(tmp, dir_fd=fd)
-            renamed += 1
             # as it is now, in place: its inode and change time are part of imgsrv's record of it
-            stats[i] = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            stats.append(os.stat(name, dir_fd=fd, follow_symlinks=False))
     except BaseException as exc:
-        for fd, tmp, _name in staged[renamed:]:
+        for fd, tmp, _name in staged[len(stats):]:
             try:
                 os.unlink(tmp, dir_fd=fd)
             except OSError:
@@ -230,18 +226,19 @@ def _open_output_folder(folder: str) -> int:
         raise WriteError(f"the output folder cannot be made: {_reason(exc)}") from None
 
 
-_REPLACE = object()
+# what _check_target finds at a destination
+_FREE, _REPLACE, _SAME = object(), object(), object()
 
 
 def _check_target(fd: int, name: str, index: int, rule: WriteRule, keep: os.stat_result | None,
                   data: bytes) -> object:
-    """What is at ``name``: None (nothing), _REPLACE (a file the rule lets go), or the status of
-    a file holding ``data`` already (it stays: writing it again would change no byte). A file
-    the rule protects is OutputExists."""
+    """What is at ``name``: _FREE (nothing), _REPLACE (a file the rule lets go), or _SAME (a
+    file holding ``data`` already: it stays, writing it again would change no byte). A file the
+    rule protects is OutputExists."""
     try:
         st = os.stat(name, dir_fd=fd, follow_symlinks=False)
     except FileNotFoundError:
-        return None
+        return _FREE
     if stat.S_ISDIR(st.st_mode):
         raise WriteError("the output path is a folder")
     if keep is not None and (st.st_dev, st.st_ino) == (keep.st_dev, keep.st_ino):
@@ -249,7 +246,7 @@ def _check_target(fd: int, name: str, index: int, rule: WriteRule, keep: os.stat
     if rule.may_replace(index, st):
         return _REPLACE
     if stat.S_ISREG(st.st_mode) and st.st_size == len(data) and _holds(fd, name, data):
-        return st  # imgsrv's own output not yet recorded (a job stopped by a crash), or the same bytes
+        return _SAME  # imgsrv's own output not yet recorded (a job stopped by a crash), or the same bytes
     raise OutputExists(f"{name} already exists and imgsrv did not write it, or it changed since "
                        f"(options.overwrite is {rule.overwrite}; 'always' replaces it)")
 
@@ -287,9 +284,8 @@ def _reason(exc: OSError) -> str:
     return "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
 
 
-def _stage(fd: int, data: bytes, sync: bool = True, tag: str = "") -> tuple[str, os.stat_result]:
-    """Write ``data`` to a new temporary file in folder ``fd`` (flushed to disk with ``sync``);
-    its name and status."""
+def _stage(fd: int, data: bytes, sync: bool = True, tag: str = "") -> str:
+    """Write ``data`` to a new temporary file in folder ``fd`` (flushed to disk with ``sync``); its name."""
     for _attempt in range(100):
         tmp = f"{TEMP_PREFIX}{tag}{secrets.token_hex(6)}"
         try:
@@ -308,7 +304,7 @@ def _stage(fd: int, data: bytes, sync: bool = True, tag: str = "") -> tuple[str,
             f.flush()
             if sync:
                 os.fdatasync(f.fileno())  # the data is on disk before the rename makes it visible
-            return tmp, os.fstat(f.fileno())
+        return tmp
     except BaseException:
         try:
             os.unlink(tmp, dir_fd=fd)

@@ -6,6 +6,7 @@ and ``on_planes``); the pipeline only asks.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -85,10 +86,15 @@ class Pipeline:
         ops = [*self.operations, *([self.encoding] if self.encoding is not None else [])]
         return [op.model_dump(mode="json") for op in ops]
 
-    def digest(self) -> str:
-        """Identity of what this pipeline does to an image, for the skip-existing manifest."""
+    @functools.cached_property
+    def _digest(self) -> str:
         blob = json.dumps({"ops": self.normalized(), "metadata": self.metadata}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+    def digest(self) -> str:
+        """Identity of what this pipeline does to an image, for the skip-existing manifest
+        (computed once: a job asks for it for every image)."""
+        return self._digest
 
     def estimate(self, width: int, height: int, operations: int | None = None) -> Estimate:
         """What the first ``operations`` (default all) cost on a ``width`` x ``height`` image:

@@ -118,12 +118,12 @@ class Planner:
     def __init__(self, root: str, max_pixels: int, manifest: ManifestLookup | None = None, *,
                  output_root: str | None = None, state_dir: str | None = None, owned: OwnedLookup | None = None,
                  max_answer_bytes: int | None = None, max_input_bytes: int | None = None):
-        self.max_answer_bytes = max_answer_bytes
-        self.max_input_bytes = max_input_bytes
         self.root = root
         self.output_root = output_root or root
         self.state_dir = state_dir
         self.max_pixels = max_pixels
+        self.max_input_bytes = max_input_bytes
+        self.max_answer_bytes = max_answer_bytes
         self.manifest = manifest
         self.owned = owned
 

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import BadHost, Unauthorized
 from .errors import request_error_response
+from .middleware import route_path
 
 log = logging.getLogger("imgsrv.access")
 
@@ -139,7 +140,7 @@ class Authenticate:
         if scope["type"] != "http" or not self.keys.enabled:
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
+        path = route_path(scope)  # as the routes see it, under a proxy's root_path too
         if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
@@ -173,17 +174,10 @@ class TrustedHosts:
         await self.app(scope, receive, send)
 
 
-def declare_security(app, keys: Keys) -> None:
-    """With keys, /openapi.json declares both ways of sending one, so the Authorize button of
-    /docs works; the open routes need none."""
-    if not keys.enabled:
-        return
-    generate = app.openapi
-
-    def openapi():
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = generate()
+def declare_security(schema: dict, keys: Keys) -> None:
+    """With keys, an OpenAPI schema declares both ways of sending one, so the Authorize button
+    of /docs works; the open routes need none."""
+    if keys.enabled:
         schema.setdefault("components", {})["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer SECRET"},
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
@@ -195,7 +189,3 @@ def declare_security(app, keys: Keys) -> None:
                 else:
                     operation.setdefault("responses", {}).setdefault("401", {
                         "description": "no API key, a malformed one or a wrong one (WWW-Authenticate: Bearer)"})
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi

@@ -11,14 +11,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
+from ..operations import OPERATIONS
 from ..config import Settings, get_settings
 from ..imaging import planar
-from ..jobs.manager import JobManager
-from ..service import Service
 from . import errors
 from .access import LOOPBACK_NAMES, Authenticate, Keys, TrustedHosts, declare_security
 from .bodies import declare_bodies
-from .deps import get_service
+from .deps import get_service, start_service
 from .schemas import JobRequest, ProcessRequest
 from .middleware import BodyLimit, RequestLog, ShedLoad
 from .routes import images, jobs, meta, process
@@ -39,8 +38,7 @@ def log_jpeg_planes(s: Settings) -> None:
         log.warning("JPEG planes: off, %s; JPEG crops and redactions decode to BGR (install libturbojpeg, "
                     "see the README)", problem)
 
-DESCRIPTION = """Image processing on a pool of workers: resize, split, blur, grayscale, threshold, crop,
-redact, rotate, flip, face detection and anonymisation, and JPEG/PNG/WebP encoding.
+DESCRIPTION = "Image processing on a pool of workers; the operations: " + ", ".join(OPERATIONS) + """.
 
 Paths in requests are on the server, relative to the data root (`IMGSRV_DATA_ROOT`).
 Operations are objects (`{"op": "blur", "kernel": 5}`) or strings (`blur=5`,
@@ -65,14 +63,11 @@ def create_app(settings: Settings | None = None, *, test_client: bool = True) ->
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        s = settings
-        service = await run_in_threadpool(Service, s)
-        app.state.service = service
-        app.state.jobs = JobManager(service)
+        service = await run_in_threadpool(start_service, app)
         await app.state.jobs.resume_all()
-        log.info("imgsrv %s: data root %s, %s executor with %d workers", __version__, s.data_root,
-                 s.executor, service.engine.executor.workers)
-        log_jpeg_planes(s)
+        log.info("imgsrv %s: data root %s, %s executor with %d workers", __version__, settings.data_root,
+                 settings.executor, service.engine.executor.workers)
+        log_jpeg_planes(settings)
         try:
             yield
         finally:
@@ -89,13 +84,23 @@ def create_app(settings: Settings | None = None, *, test_client: bool = True) ->
     app.state.service = None
     errors.install(app)
     # the last added runs first: RequestLog logs and counts the early 429s and 413s too
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, unlimited=frozenset({"/render"}))
     app.add_middleware(ShedLoad, paths=SHED_PATHS)
     app.add_middleware(Authenticate, keys=keys)  # before the body is read, after the Host is checked
     app.add_middleware(TrustedHosts, allowed=allowed_hosts(settings, test_client))
     app.add_middleware(RequestLog)
-    declare_bodies(app, [ProcessRequest, JobRequest])
-    declare_security(app, keys)
+    generate = app.openapi
+
+    def openapi() -> dict:
+        """FastAPI's schema, with the bodies read off the event loop and the API keys declared."""
+        if app.openapi_schema is None:
+            schema = generate()
+            declare_bodies(schema, [ProcessRequest, JobRequest])
+            declare_security(schema, keys)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.include_router(process.router)
     app.include_router(images.router)
     app.include_router(jobs.router)

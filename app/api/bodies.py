@@ -15,7 +15,7 @@ import asyncio
 import json
 from typing import Any, TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -34,25 +34,15 @@ def openapi_body(model: type[BaseModel], examples: dict[str, Any]) -> dict[str, 
         "schema": {"$ref": _REF.format(model=model.__name__)}, "examples": examples}}}}
 
 
-def declare_bodies(app: FastAPI, models: list[type[BaseModel]]) -> None:
-    """Add the models that routes read with ``read_json`` (and what they refer to) to the
-    OpenAPI components, where FastAPI would have put them."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = generate()
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in models:
-            own = model.model_json_schema(ref_template=_REF, mode="validation")
-            for name, definition in own.pop("$defs", {}).items():
-                components.setdefault(name, definition)
-            components.setdefault(model.__name__, own)
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+def declare_bodies(schema: dict[str, Any], models: list[type[BaseModel]]) -> None:
+    """Add the models that routes read with ``read_json`` (and what they refer to) to an
+    OpenAPI schema's components, where FastAPI would have put them."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in models:
+        own = model.model_json_schema(ref_template=_REF, mode="validation")
+        for name, definition in own.pop("$defs", {}).items():
+            components.setdefault(name, definition)
+        components.setdefault(model.__name__, own)
 
 
 def _is_json(content_type: str) -> bool:
@@ -80,20 +70,22 @@ async def read_json(request: Request, model: type[M], max_images: int | None = N
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "input": None, "msg": "Field required"}])
     images = data.get("images") if isinstance(data, dict) else None
     if not isinstance(images, list) or len(images) <= CHUNK:
-        return _validate(model.model_validate, data)
+        return validate(model.model_validate, data)
     if max_images is not None and len(images) > max_images:
         raise TooManyImages(f"{len(images)} images in one request; at most {max_images} (submit a job for more)")
-    head = _validate(model.model_validate, {**data, "images": images[:1]})
+    head = validate(model.model_validate, {**data, "images": images[:1]})
     specs: list[ImageSpec] = []
     for start in range(0, len(images), CHUNK):
         await asyncio.sleep(0)  # other requests go on between the chunks
-        specs += _validate(_IMAGES.validate_python, images[start:start + CHUNK], ("images",), start)
+        specs += validate(_IMAGES.validate_python, images[start:start + CHUNK], ("images",), start)
     return head.model_copy(update={"images": specs})
 
 
-def _validate(validate, data: Any, where: tuple = (), offset: int = 0) -> Any:
+def validate(check, data: Any, where: tuple = (), offset: int = 0) -> Any:
+    """``check(data)``, its errors as FastAPI's 422 (RequestValidationError), their place in the
+    body after ``where`` (an item's index counted from ``offset``)."""
     try:
-        return validate(data)
+        return check(data)
     except ValidationError as exc:
         errors = []
         for e in exc.errors():

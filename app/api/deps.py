@@ -14,35 +14,33 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
-from ..config import Settings, get_settings
 from ..jobs.manager import JobManager
 from ..service import Service
 
 _START_LOCK = threading.Lock()  # guards the first use of apps without a lifespan
 
 
-def start_service(app: FastAPI, settings: Settings | None) -> Service:
-    """The app's service, started now if it is not yet (blocking: the pool warms up)."""
+def start_service(app: FastAPI, close_at_exit: bool = False) -> Service:
+    """The app's service and jobs, started now if they are not yet (blocking: the pool warms
+    up). ``close_at_exit``: no lifespan will stop them; the interpreter's exit does."""
     with _START_LOCK:
-        service = getattr(app.state, "service", None)
-        if service is None:
-            service = Service(settings or get_settings())
-            app.state.service = service
-            app.state.jobs = JobManager(service)
-            app.state.started_on_first_use = True
-            atexit.register(service.close)
-        return service
+        if app.state.service is None:
+            app.state.service = Service(app.state.settings)
+            app.state.jobs = JobManager(app.state.service)
+            if close_at_exit:
+                atexit.register(app.state.service.close)
+        return app.state.service
 
 
 # async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, a hop per request.
 async def get_service(request: Request) -> Service:
-    service = getattr(request.app.state, "service", None)
-    if service is None:
-        service = await run_in_threadpool(start_service, request.app, request.app.state.settings)
+    service = request.app.state.service
+    if service is None:  # an app used without its lifespan
+        service = await run_in_threadpool(start_service, request.app, True)
     return service
 
 
-async def get_jobs(request: Request, service: "ServiceDep") -> JobManager:
+async def get_jobs(request: Request, _service: "ServiceDep") -> JobManager:  # the service first: it makes the jobs
     return request.app.state.jobs
 
 

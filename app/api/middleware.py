@@ -54,7 +54,7 @@ class RequestLog:
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or scope.get("imgsrv.shed") or "(unmatched)"
             key = scope.get("state", {}).get("key") or "-"
-            log.info("%s key=%s %s %s %d %.1f ms", printable(rid), key, scope["method"], printable(scope["path"]),
+            log.info("%s key=%s %s %s %d %.1f ms", rid, key, scope["method"], printable(scope["path"]),
                      status, elapsed * 1000.0)
             service = getattr(getattr(scope.get("app"), "state", None), "service", None)
             if service is not None:
@@ -75,7 +75,7 @@ class ShedLoad:
         self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = _route_path(scope) if scope["type"] == "http" and scope["method"] == "POST" else None
+        path = route_path(scope) if scope["type"] == "http" and scope["method"] == "POST" else None
         if path in self.paths:
             service = getattr(scope["app"].state, "service", None)
             refused = service.engine.refusal(1) if service is not None else None
@@ -86,36 +86,37 @@ class ShedLoad:
         await self.app(scope, receive, send)
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
     """The path the app's routes see: without the ``root_path`` a proxy mounts the app under."""
     path, root = scope["path"], scope.get("root_path", "")
     return path[len(root):] if root and path.startswith(root) else path
 
 
 class BodyLimit:
-    """413 for a request body over IMGSRV_MAX_BODY_BYTES, before it is read whole.
+    """413 for a request body over ``limit`` bytes (IMGSRV_MAX_BODY_BYTES), before it is read whole.
 
     A larger Content-Length is refused before any byte is read; a body without one (chunked)
-    is read up to the limit only. Multipart uploads have their own limits (app.api.uploads).
+    is read up to the limit only. Uploads (``unlimited``: /render) have their own limits
+    (app.api.uploads), by route: a client's Content-Type does not choose.
     """
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, limit: int, unlimited: frozenset[str]):
         self.app = app
+        self.limit = limit
+        self.unlimited = unlimited
+
+    def _too_large(self) -> TooManyImages:
+        return TooManyImages(f"the body is larger than IMGSRV_MAX_BODY_BYTES ({self.limit} bytes); submit a job "
+                             "for many images")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+        if (scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH")
+                or route_path(scope) in self.unlimited):
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers", []))
-        if headers.get(b"content-type", b"").startswith(b"multipart/form-data"):
-            await self.app(scope, receive, send)
-            return
-        limit = _settings(scope).max_body_bytes
-        length = headers.get(b"content-length", b"")
-        too_large = TooManyImages(f"the body is larger than IMGSRV_MAX_BODY_BYTES ({limit} bytes); submit a job "
-                                  "for many images")
-        if length.isdigit() and int(length) > limit:
-            await request_error_response(too_large)(scope, receive, send)
+        length = dict(scope.get("headers", [])).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            await request_error_response(self._too_large())(scope, receive, send)
             return
         chunks, size = [], 0
         while True:
@@ -125,8 +126,8 @@ class BodyLimit:
                 return
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > limit:
-                await request_error_response(too_large)(scope, receive, send)
+            if size > self.limit:
+                await request_error_response(self._too_large())(scope, receive, send)
                 return
             if not message.get("more_body", False):
                 break
@@ -141,13 +142,3 @@ def _replay(chunks: list[bytes], last: Message | None, receive: Receive) -> Rece
     async def replay() -> Message:
         return pending.pop(0) if pending else await receive()
     return replay
-
-
-def _settings(scope: Scope):
-    state = scope["app"].state
-    service = getattr(state, "service", None)
-    if service is not None:
-        return service.settings
-    from ..config import get_settings
-
-    return getattr(state, "settings", None) or get_settings()

@@ -32,11 +32,6 @@ def as_bgr(img: np.ndarray) -> np.ndarray:
 STRIP = 256  # rows compared at a time: the wide intermediates stay small whatever the image's size
 
 
-def difference_mask(a: np.ndarray, b: np.ndarray, fuzz: float) -> np.ndarray:
-    """Boolean mask of the pixels that differ by more than ``fuzz`` percent."""
-    return compare(a, b, fuzz)[1]
-
-
 def compare(a: np.ndarray, b: np.ndarray, fuzz: float = 0.0) -> tuple[Difference, np.ndarray]:
     """Statistics of the difference and the mask of changed pixels; ``a`` and ``b`` have the same size.
     Worked strip by strip, so it needs about one byte per pixel beyond the two images."""

@@ -72,6 +72,7 @@ class JobManager:
         self.service = service
         self._runners: dict[str, tuple[JobRunner, asyncio.Task]] = {}
         self._waiting: collections.deque[str] = collections.deque()
+        self._stopping = False  # at shutdown the queued jobs stay queued: the next start runs them
 
     def start(self, job_id: str) -> None:
         """Run the job now, or once a running one ends."""
@@ -92,8 +93,6 @@ class JobManager:
         if not self._stopping:
             self._start_waiting()
             asyncio.get_running_loop().create_task(self.forget_old())
-
-    _stopping = False
 
     async def forget_old(self) -> None:
         """Forget the jobs that finished longer ago than the retention period."""
@@ -132,7 +131,7 @@ class JobManager:
 
     async def shutdown(self) -> None:
         """Checkpoint every running job: in-flight images finish and are recorded; the jobs resume at the next start."""
-        self._stopping = True  # the queued jobs stay queued: the next start runs them
+        self._stopping = True
         entries = list(self._runners.values())
         for runner, _task in entries:
             runner.checkpoint()

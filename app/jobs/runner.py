@@ -69,6 +69,7 @@ class JobRunner:
         self._added = asyncio.Event()  # the enumeration added items, or ended
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pipeline: Pipeline | None = None
+        self._source: str | None = None  # a folder job's source folder, real path
         self.total: int | None = None
         self.done = 0
 
@@ -106,6 +107,9 @@ class JobRunner:
             await offload(self.store.finish_job, self.job_id, JobStatus.FAILED, f"invalid operations: {exc}")
             return await offload(self.store.get_job, self.job_id)  # type: ignore[return-value]
         self._pipeline = pipeline
+        if spec.get("source"):  # a folder job's outputs never land in its source folder, through a link either
+            with contextlib.suppress(ImgsrvError):
+                self._source = await offload(self.service.planner.input_path, spec["source"]["dir"], "source.dir")
         if spec.get("output_dir"):  # before the first write: see FileSystemSync
             with contextlib.suppress(ImgsrvError):
                 self._sync.watch(self.service.planner.output_path(spec["output_dir"], "output_dir"))
@@ -216,12 +220,9 @@ class JobRunner:
         plan = self.service.planner.job_image
         skip, overwrite = bool(spec.get("skip_existing", True)), Overwrite(spec.get("overwrite", Overwrite.OWN))
         taken = self.store.earlier_writers(self.job_id, rows)
-        source = None
-        if spec.get("source"):  # a folder job's outputs never land in its source folder, through a link either
-            with contextlib.suppress(ImgsrvError):
-                source = self.service.planner.input_path(spec["source"]["dir"], "source.dir")
         return [plan(seq, inp, out, pipeline, skip_existing=skip, overwrite=overwrite, job=self.job_id,
-                     temp_tag=self.temp_tag, taken_by=taken.get(seq), source=source) for seq, inp, out in rows]
+                     temp_tag=self.temp_tag, taken_by=taken.get(seq), source=self._source)
+                for seq, inp, out in rows]
 
     async def _process(self, pipeline: Pipeline, spec: dict[str, Any], enumeration: asyncio.Task | None) -> None:
         window = asyncio.Semaphore(self.window)

@@ -3,6 +3,7 @@ belong to their key, the log and metrics by key name, and the Python client's ke
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,20 +23,20 @@ SECRETS = {"ingest": "ingest-secret-1", "alice": "alice-secret-2", "bob": "bob-s
 BODY = {"images": [{"input": "testimages/coffee.jpg", "output": "keyed/c.jpg"}], "operations": ["grayscale"]}
 UPLOAD = {"file": ("c.jpg", (PROJECT_ROOT / "testimages" / "coffee.jpg").read_bytes(), "image/jpeg")}
 
-# every route that needs a key: (method, path, keyword arguments for httpx)
+# every route that needs a key: (method, path, keyword arguments for httpx, its answer with a right key)
 GUARDED = [
-    ("POST", "/process", {"json": BODY}),
-    ("POST", "/items/", {"json": BODY}),
-    ("POST", "/plan", {"json": BODY}),
-    ("POST", "/render", {"files": UPLOAD, "data": {"operations": "resize=0.5"}}),
-    ("POST", "/compare", {"json": {"a": "testimages/coffee.jpg", "b": "testimages/coffee_redacted.jpg"}}),
-    ("POST", "/jobs", {"json": BODY}),
-    ("GET", "/jobs", {}),
-    ("GET", "/jobs/0123", {}),
-    ("GET", "/jobs/0123/results", {}),
-    ("DELETE", "/jobs/0123", {}),
-    ("GET", "/operations", {}),
-    ("GET", "/metrics", {}),
+    ("POST", "/process", {"json": BODY}, 200),
+    ("POST", "/items/", {"json": BODY}, 200),
+    ("POST", "/plan", {"json": BODY}, 200),
+    ("POST", "/render", {"files": UPLOAD, "data": {"operations": "resize=0.5"}}, 200),
+    ("POST", "/compare", {"json": {"a": "testimages/coffee.jpg", "b": "testimages/coffee_redacted.jpg"}}, 200),
+    ("POST", "/jobs", {"json": BODY}, 202),
+    ("GET", "/jobs", {}, 200),
+    ("GET", "/jobs/0123", {}, 404),  # no such job
+    ("GET", "/jobs/0123/results", {}, 404),
+    ("DELETE", "/jobs/0123", {}, 404),
+    ("GET", "/operations", {}, 200),
+    ("GET", "/metrics", {}, 200),
 ]
 OPEN = ["/health", "/docs", "/openapi.json", "/docs/oauth2-redirect"]
 
@@ -49,8 +50,8 @@ def keyed(launcher):
     return launcher.start("keyed", api_keys=KEYS, admin_keys="ingest")
 
 
-@pytest.mark.parametrize("method, path, kw", GUARDED, ids=lambda v: v if isinstance(v, str) else "")
-def test_every_guarded_route_needs_a_right_key(keyed, method, path, kw):
+@pytest.mark.parametrize("method, path, kw, answer", GUARDED, ids=lambda v: v if isinstance(v, str) else "")
+def test_every_guarded_route_needs_a_right_key(keyed, method, path, kw, answer):
     before = snapshot(keyed.data_root)
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "wrong"}, {"Authorization": "Basic YTpi"},
                     {"Authorization": "Bearer"}, {"Authorization": SECRETS["alice"]}, {"X-API-Key": "x y"}):
@@ -61,15 +62,15 @@ def test_every_guarded_route_needs_a_right_key(keyed, method, path, kw):
     assert snapshot(keyed.data_root) == before, "a refused request wrote something"
     for headers in (bearer("alice"), {"X-API-Key": SECRETS["alice"]}):
         r = keyed.client.request(method, path, headers=headers, **kw)
-        assert r.status_code in (200, 202, 404), (headers, r.status_code, r.text)  # 404: no such job
+        assert r.status_code == answer, (headers, r.status_code, r.text)
 
 
 def test_open_routes_need_no_key(keyed):
     for path in OPEN:
         assert keyed.get(path).status_code == 200, path
-    docs = keyed.get("/docs").text
-    for asset in [a for a in ("/static-offline-docs/swagger-ui.css", "/static-offline-docs/swagger-ui-bundle.js")
-                  if a in docs]:
+    assets = re.findall(r'(?:href|src)="(/static-offline-docs/[^"]+)"', keyed.get("/docs").text)
+    assert assets, "the /docs page names none of its assets"
+    for asset in assets:
         assert keyed.get(asset).status_code == 200, asset
 
 

@@ -208,6 +208,7 @@ def test_a_scheduler_over_tls_with_dasks_own_certificate_configuration(tmp_path)
         r = _run(["--source", str(src), "--output-dir", str(tmp_path / "out2"), "--op", "grayscale", "--quiet",
                   "--executor", f"tls://127.0.0.1:{port}"], env=plain)
         assert r.returncode == 2, r.stdout + r.stderr
+        assert "cannot reach the Dask scheduler" in r.stderr and "distributed.comm.tls" in r.stderr, r.stderr
         assert not (tmp_path / "out2").exists()
     finally:
         for p in procs[::-1]:

@@ -57,6 +57,7 @@ def test_sizes_follow_the_operations():
     estimate = p.estimate(600, 400)
     assert estimate.outputs == 6
     assert estimate.pixels == 400 * 600  # the largest step: the image itself
+    assert pipeline("split=2x3", "resize=2").estimate(600, 400).pixels == 4 * 600 * 400  # the tiles, enlarged
 
 
 def test_uploads_held_in_memory_are_bounded():
@@ -71,9 +72,11 @@ def test_uploads_held_in_memory_are_bounded():
             pass
 
     engine = Engine(Settings(executor="thread", max_upload_queue_bytes=100), executor=Idle())  # type: ignore[arg-type]
-    engine.hold_upload(60)
-    with pytest.raises(QueueFull, match="IMGSRV_MAX_UPLOAD_QUEUE_BYTES"):
+    try:
         engine.hold_upload(60)
-    engine.drop_upload(60)
-    engine.hold_upload(60)
-    engine._io.shutdown()
+        with pytest.raises(QueueFull, match="IMGSRV_MAX_UPLOAD_QUEUE_BYTES"):
+            engine.hold_upload(60)
+        engine.drop_upload(60)
+        engine.hold_upload(60)
+    finally:
+        engine._io.shutdown()

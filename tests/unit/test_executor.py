@@ -108,7 +108,7 @@ class Crash(Operation):
     op: Literal["crash"] = "crash"
 
     def transform(self, image, ctx):
-        os._exit(1)
+        os._exit(86)  # not 1, which any worker that fails to start exits with
 
 
 def test_a_crashed_worker_is_replaced_and_shutdown_waits_for_the_replacement(tmp_path):
@@ -118,7 +118,7 @@ def test_a_crashed_worker_is_replaced_and_shutdown_waits_for_the_replacement(tmp
         executor.warm_up()
         first = set(executor.ready)
         report = executor.submit(crash).result(timeout=60)
-        assert report.error_code == "worker_crashed" and "exit code 1" in report.error_message, report
+        assert report.error_code == "worker_crashed" and "exit code 86" in report.error_message, report
     finally:
         executor.shutdown()
     assert len(executor.ready) == 2 and executor.ready - first, \

@@ -156,6 +156,8 @@ def test_two_encodes_merge_later_parameters_winning():
     ops = [parse_operation("quality=30"), parse_operation("blur=3"), parse_operation("encode=optimize:true")]
     pipeline = build_pipeline(ops, "keep", 10**8)
     assert (pipeline.encode.quality, pipeline.encode.optimize, pipeline.encode.progressive) == (30, True, False)
+    later = build_pipeline([*ops, parse_operation("encode=quality:80")], "keep", 10**8).encode
+    assert (later.quality, later.optimize) == (80, True), "the later quality wins, the earlier optimize stays"
     assert [op.op for op in pipeline.operations] == ["blur"], "encode is how outputs are written, not a step"
     assert pipeline.normalized() == [
         {"op": "blur", "kernel": 3, "sigma": 0.0},

@@ -9,15 +9,16 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from ...errors import InvalidRequest
 from ...formats import ALIASES, CONTENT_TYPE, EXTENSION, RENDER_FORMATS, Format, parse_format
 from ...plan import tile_suffix
 from ...service import Service
 from ...tasks import Status
+from ..bodies import validate
 from ..deps import ServiceDep
-from ..errors import image_error_response, validation_response
+from ..errors import image_error_response
 from ..schemas import MAX_OPERATIONS, CompareRequest, CompareResponse, OperationItem
 
 router = APIRouter(tags=["images"])
@@ -105,10 +106,7 @@ async def _render(request: Request, service: Service) -> Response:
     given = operations_of(parts.get("operations", []))
     if len(given) > MAX_OPERATIONS:
         raise InvalidRequest(f"{len(given)} operations; at most {MAX_OPERATIONS} in one request", "operations")
-    try:
-        ops = _OPERATIONS.validate_python(given)
-    except ValidationError as exc:
-        return validation_response([{**e, "loc": ("body", "operations", *e["loc"])} for e in exc.errors()])
+    ops = validate(_OPERATIONS.validate_python, given, ("operations",))
     fmt: Format | None = None
     if "format" in parts:
         fmt = parse_format(parts["format"][-1].data.decode("utf-8", "replace"))
