@@ -34,10 +34,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-import pytest
 from PIL import Image
 
 from tests import images as gen
+from tests.environment import needs_privilege
 
 GOOD = "testimages/cyclo1.jpg"  # 451x300
 
@@ -156,7 +156,7 @@ def char_device(ctx: Ctx) -> None:
     try:
         os.mknod(ctx.p("zero.jpg"), stat.S_IFCHR | 0o600, os.makedev(1, 5))  # /dev/zero: endless bytes
     except PermissionError as exc:
-        pytest.skip(f"cannot make a device node here: {exc}")
+        needs_privilege(f"cannot make a device node here (root / CAP_MKNOD): {exc}")
 
 
 def hardlink_to_input(ctx: Ctx) -> None:
@@ -175,7 +175,7 @@ def readonly_mount(ctx: Ctx) -> None:
     res = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mnt)],
                          capture_output=True, text=True)
     if res.returncode != 0:
-        pytest.skip(f"mount -t tmpfs -o ro is not permitted here: {res.stderr.strip()}")
+        needs_privilege(f"mount -t tmpfs -o ro is not permitted here (root / CAP_SYS_ADMIN): {res.stderr.strip()}")
     ctx.cleanups.append(lambda: subprocess.run(["umount", "-l", str(mnt)], check=False))
 
 

@@ -16,11 +16,12 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.environment import dask_command, needs_privilege
+
 from .conftest import PROJECT_ROOT, Server
 
-pytest.importorskip("distributed")
-DASK = shutil.which("dask", path=os.path.dirname(sys.executable)) or shutil.which("dask")
-pytestmark = pytest.mark.skipif(DASK is None, reason="the dask command (package distributed) is not installed")
+DASK = dask_command()
+pytestmark = pytest.mark.needs("dask")
 
 
 def _port() -> int:
@@ -150,9 +151,9 @@ def test_an_unreachable_scheduler_is_a_clear_error(tmp_path):
     assert "cannot reach the Dask scheduler" in r.stderr
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
-                    reason="hiding the data root from a worker needs root and unshare (a private mount namespace)")
 def test_a_worker_that_does_not_see_the_data_root_is_a_clear_error(tmp_path):
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        needs_privilege("hiding the data root from a worker needs root and unshare (a private mount namespace)")
     hidden = tmp_path / "shared"
     (hidden / "src").mkdir(parents=True)
     c = Cluster(tmp_path, workers=0)
@@ -170,12 +171,11 @@ def test_a_worker_that_does_not_see_the_data_root_is_a_clear_error(tmp_path):
         c.stop()
 
 
+@pytest.mark.needs("dask", "openssl")
 def test_a_scheduler_over_tls_with_dasks_own_certificate_configuration(tmp_path):
     """IMGSRV_EXECUTOR=tls://HOST:PORT: the scheduler and workers take only TLS connections with
     certificates the test makes; imgsrv finds its certificates in Dask's configuration."""
     openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is needed to make the test's certificates")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
                     "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],

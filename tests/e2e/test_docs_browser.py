@@ -12,7 +12,6 @@ saved under the test's tmp folder when a step fails.
 from __future__ import annotations
 
 import json
-import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,9 +19,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests import environment
+from tests.environment import CHROMIUM
+
 from .helpers import size_of
 
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 STEP_TIMEOUT_MS = 60_000
@@ -30,12 +31,8 @@ STEP_TIMEOUT_MS = 60_000
 
 @pytest.fixture(scope="module")
 def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the playwright Python package is not installed (pip install playwright)")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    environment.require("playwright", "chromium")
+    from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

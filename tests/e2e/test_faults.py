@@ -30,6 +30,8 @@ import numpy as np
 import psutil
 import pytest
 
+from tests.environment import needs_privilege
+
 from .helpers import size_of, slow_image, temp_files, wait_until_busy, write_image, write_slow_inputs
 
 SLOW_OPS = ["blur=kernel:255"]  # about 3 s per 12-megapixel image on one core
@@ -150,7 +152,7 @@ def full_disk(server):
     res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mnt)], capture_output=True, text=True)
     if res.returncode != 0:
         mnt.rmdir()
-        pytest.skip(f"cannot mount a tmpfs to make a full disk (needs root / CAP_SYS_ADMIN): {res.stderr.strip()}")
+        needs_privilege(f"cannot mount a tmpfs to make a full disk (root / CAP_SYS_ADMIN): {res.stderr.strip()}")
     try:
         yield rel
     finally:

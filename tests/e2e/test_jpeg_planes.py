@@ -7,14 +7,12 @@ import hashlib
 import cv2
 import pytest
 
-from app.imaging import planar
 from tests.images import decode_bytes
 
 from .helpers import decode, size_of
 from .jobs_helpers import run_job
 
-pytestmark = pytest.mark.skipif(planar.unavailable() is not None,
-                                reason=f"JPEG planes unavailable: {planar.unavailable()}")
+pytestmark = pytest.mark.needs("turbojpeg")
 
 SEED = ["crop=bottom:100", "redact=0,-100,200,100", "quality=75"]  # the camera-trap seed pipeline
 

@@ -6,10 +6,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
-schemathesis = pytest.importorskip("schemathesis")
-from schemathesis import GenerationMode  # noqa: E402
+from tests import environment
 
-from .conftest import Server  # noqa: E402
+from .conftest import Server
+
+environment.require("schemathesis")  # at import: the module imports it
+import schemathesis  # noqa: E402
+from schemathesis import GenerationMode  # noqa: E402
 
 EXAMPLES = 40
 

@@ -22,8 +22,7 @@ from tests import images
 from tests.images import decode_bytes
 from tests.unit.conftest import load
 
-needs_turbojpeg = pytest.mark.skipif(planar.unavailable() is not None,
-                                     reason=f"JPEG planes unavailable: {planar.unavailable()}")
+needs_turbojpeg = pytest.mark.needs("turbojpeg")
 
 
 def pipeline(*ops: str) -> Pipeline:
