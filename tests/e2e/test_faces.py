@@ -1,10 +1,14 @@
 """SPEC operations: faces (detect changes no pixel; every action reports the boxes it found)."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
-from .helpers import decode
+from app.imaging.faces import detect_faces
+
+from .conftest import TESTIMAGES
+from .helpers import decode, write_image
 
 
 def run(server, inp: str, out: str, operations) -> dict:
@@ -56,22 +60,47 @@ def test_anonymising_actions_change_pixels_inside_the_boxes_only(server, outdir,
     assert np.array_equal(a[~inside], b[~inside]), f"{action} changed pixels outside the face boxes"
 
 
-def test_box_action_draws_and_reports(server, outdir):
+def ring(shape, box: dict, width: int) -> np.ndarray:
+    """The pixels within ``width`` of the box's edge, inside the box."""
+    mask = np.zeros(shape[:2], bool)
+    x, y, w, h = box["x"], box["y"], box["width"], box["height"]
+    mask[y:y + h, x:x + w] = True
+    mask[y + width:y + h - width, x + width:x + w - width] = False
+    return mask
+
+
+def test_box_action_draws_the_outline_of_each_reported_box_and_nothing_else(server, outdir):
     run(server, "testimages/astronaut.jpg", f"{outdir}/plain.png", [])
     r = run(server, "testimages/astronaut.jpg", f"{outdir}/box.png", ["faces=box"])
-    assert r["outputs"][0]["faces"]
+    faces = r["outputs"][0]["faces"]
+    assert faces, "no face reported"
     a = decode(server.path(f"{outdir}/plain.png"))
     b = decode(server.path(f"{outdir}/box.png"))
-    assert not np.array_equal(a, b)
+    changed = np.any(a != b, axis=2)
+    outline = np.zeros(a.shape[:2], bool)
+    for f in faces:
+        line = ring(a.shape, f, 3)  # a 512x512 image: thickness 2, which OpenCV draws 3 pixels wide, inside the box
+        outline |= line
+        green = np.all(b[line] == (0, 255, 0), axis=1)  # BGR
+        assert green.mean() > 0.95, f"only {green.mean():.0%} of the outline of {f} is green"
+    assert not (changed & ~outline).any(), \
+        f"{int((changed & ~outline).sum())} pixels changed off the outlines of {faces}"
 
 
-def test_faces_after_a_split_is_reported_on_every_tile(server, outdir):
-    res = server.ok({"images": [{"input": "testimages/astronaut.jpg", "output": f"{outdir}/t.jpg"}],
+def test_faces_after_a_split_are_detected_on_each_tile(server, outdir):
+    """A mosaic of three portraits and a blank quarter: split=True, then faces, finds each face on
+    its own tile (the boxes detection gives on that quarter) and reports [] on the blank one."""
+    astronaut = cv2.imread(str(TESTIMAGES / "astronaut.jpg"))
+    hopper = cv2.resize(cv2.imread(str(TESTIMAGES / "grace_hopper.jpg")), (512, 512))
+    quarters = [astronaut, hopper, np.full_like(astronaut, 128), astronaut[:, ::-1].copy()]
+    write_image(server.path(f"{outdir}/mosaic.png"), np.vstack([np.hstack(quarters[:2]), np.hstack(quarters[2:])]))
+    res = server.ok({"images": [{"input": f"{outdir}/mosaic.png", "output": f"{outdir}/t.png"}],
                      "operations": ["split=True", "faces=detect"]})
     outs = res["results"][0]["outputs"]
-    assert len(outs) == 4
-    for o in outs:
-        assert isinstance(o.get("faces"), list), o
+    assert [(o["width"], o["height"]) for o in outs] == [(512, 512)] * 4
+    expected = [[dict(zip(("x", "y", "width", "height"), map(int, b))) for b in detect_faces(q)] for q in quarters]
+    assert [len(e) for e in expected] == [1, 1, 0, 1], expected  # the premise: one face on each portrait
+    assert [o["faces"] for o in outs] == expected
 
 
 def inside(box: dict, w: int, h: int) -> bool:
@@ -91,9 +120,21 @@ def test_face_boxes_after_a_resize_are_in_the_outputs_coordinates(server, outdir
             assert abs(b[k] - a[k] / 2) <= 1.5, (a, b)
 
 
-def test_face_boxes_after_a_split_lie_inside_their_tile(server, outdir):
+def test_face_boxes_after_a_split_are_cut_to_the_tiles_they_cross(server, outdir):
+    """faces, then split=True: the one box found on the whole image is reported, cut and moved, on
+    each tile it crosses, and every other tile reports []."""
+    [face] = run(server, "testimages/astronaut.jpg", f"{outdir}/whole.png", ["faces"])["outputs"][0]["faces"]
     res = server.ok({"images": [{"input": "testimages/astronaut.jpg", "output": f"{outdir}/t.png"}],
                      "operations": ["faces", "split=True"]})
-    for o in res["results"][0]["outputs"]:
-        for f in o.get("faces") or []:
+    outs = res["results"][0]["outputs"]
+    assert len(outs) == 4
+    crossed = 0
+    for o, (tx, ty) in zip(outs, [(0, 0), (256, 0), (0, 256), (256, 256)]):  # tiles in reading order
+        x0, y0 = max(face["x"], tx), max(face["y"], ty)
+        x1, y1 = min(face["x"] + face["width"], tx + 256), min(face["y"] + face["height"], ty + 256)
+        expected = [{"x": x0 - tx, "y": y0 - ty, "width": x1 - x0, "height": y1 - y0}] if x1 > x0 and y1 > y0 else []
+        assert o["faces"] == expected, f"{o['path']}: {o['faces']} (whole-image box {face})"
+        for f in o["faces"]:
             assert inside(f, o["width"], o["height"]), f"{o['path']} ({o['width']}x{o['height']}) reports box {f}"
+        crossed += bool(expected)
+    assert crossed == 2, f"the premise: the face at {face} crosses two tiles"

@@ -118,30 +118,42 @@ def test_split_1x1_is_the_whole_image_without_suffix(odd):
 
 # ---------------------------------------------------------------- 1x1 images
 
+# (operation, what becomes of one pixel P, whose luma is G): "P" repeated to a shape, or a value
+SAME, BLACK = "P", (0, 0, 0)
 ONE_PIXEL_OPS = [
-    ("resize=0.5", (1, 1, 3)), ("resize=2", (2, 2, 3)), ("resize=width:10", (10, 10, 3)),
-    ("resize=20x10", (10, 10, 3)), ("resize=width:20,height:10,fit:cover", (10, 20, 3)),
-    ("resize=width:20,height:10,fit:stretch", (10, 20, 3)),
-    ("blur=5", (1, 1, 3)), ("blur=kernel:0,sigma:5", (1, 1, 3)), ("grayscale", (1, 1)),
-    ("threshold=127", (1, 1)), ("threshold=otsu", (1, 1)), ("threshold=adaptive_mean", (1, 1)),
-    ("threshold=adaptive_gaussian", (1, 1)), ("crop=0,0,1,1", (1, 1, 3)), ("crop=0,0,50,50", (1, 1, 3)),
-    ("crop=-1,-1,1,1", (1, 1, 3)), ("redact=0,0,1,1", (1, 1, 3)), ("redact=x:0,y:0,width:1,height:1,mode:blur", (1, 1, 3)),
-    ("redact=x:0,y:0,width:1,height:1,mode:pixelate", (1, 1, 3)), ("rotate=90", (1, 1, 3)), ("rotate=270", (1, 1, 3)),
-    ("flip=horizontal", (1, 1, 3)), ("faces", (1, 1, 3)), ("faces=blur", (1, 1, 3)), ("encode=quality:10", (1, 1, 3)),
-    ("split=1x1", (1, 1, 3)),
+    ("resize=0.5", (1, 1), SAME), ("resize=2", (2, 2), SAME), ("resize=width:10", (10, 10), SAME),
+    ("resize=20x10", (10, 10), SAME), ("resize=width:20,height:10,fit:cover", (10, 20), SAME),
+    ("resize=width:20,height:10,fit:stretch", (10, 20), SAME),
+    ("blur=5", (1, 1), SAME), ("blur=kernel:0,sigma:5", (1, 1), SAME), ("grayscale", (1, 1), "G"),
+    ("threshold=127", (1, 1), 0),  # G = 49: below 127
+    # a flat image: Otsu's threshold falls at 0 and the adaptive ones at G - C, so the pixel is above it
+    ("threshold=otsu", (1, 1), 255), ("threshold=adaptive_mean", (1, 1), 255),
+    ("threshold=adaptive_gaussian", (1, 1), 255), ("crop=0,0,1,1", (1, 1), SAME), ("crop=0,0,50,50", (1, 1), SAME),
+    ("crop=-1,-1,1,1", (1, 1), SAME), ("redact=0,0,1,1", (1, 1), BLACK),
+    ("redact=x:0,y:0,width:1,height:1,mode:blur", (1, 1), SAME),
+    ("redact=x:0,y:0,width:1,height:1,mode:pixelate", (1, 1), SAME), ("rotate=90", (1, 1), SAME),
+    ("rotate=270", (1, 1), SAME), ("flip=horizontal", (1, 1), SAME), ("faces", (1, 1), SAME),
+    ("faces=blur", (1, 1), SAME), ("encode=quality:10", (1, 1), SAME), ("split=1x1", (1, 1), SAME),
 ]
 
 
-@pytest.mark.parametrize("op,shape", ONE_PIXEL_OPS, ids=[o for o, _ in ONE_PIXEL_OPS])
-def test_one_pixel_image_through_every_operation(astronaut, op, shape):
+@pytest.mark.parametrize("op,size,becomes", ONE_PIXEL_OPS, ids=[o for o, _, _ in ONE_PIXEL_OPS])
+def test_one_pixel_image_through_every_operation(astronaut, op, size, becomes):
     pixel = np.ascontiguousarray(astronaut[100:101, 250:251])
+    b, g, r = (int(v) for v in pixel[0, 0])
+    luma = round(0.114 * b + 0.587 * g + 0.299 * r)
+    assert (b, g, r, luma) == (28, 42, 70, 49)  # the premise of the rows above
     out = one(pixel, op)
-    assert out.shape == shape and out.dtype == np.uint8
-    if op.startswith(("blur", "rotate", "flip", "faces", "encode", "crop", "split", "resize=0.5")):
-        assert np.array_equal(out, pixel)
-    if op.startswith("resize") and "0.5" not in op:
-        # upscaling one pixel repeats it
-        assert np.all(np.abs(out.astype(int) - pixel.astype(int)) <= 1)
+    assert out.dtype == np.uint8
+    if becomes == SAME:
+        expected = np.broadcast_to(pixel, (*size, 3))
+    elif becomes == "G":
+        expected = np.full(size, luma, np.uint8)
+    elif isinstance(becomes, tuple):
+        expected = np.broadcast_to(np.array(becomes, np.uint8), (*size, 3))
+    else:
+        expected = np.full(size, becomes, np.uint8)
+    assert out.shape == expected.shape and np.array_equal(out, expected), f"{op}: {out.ravel()[:6]}"
 
 
 def test_one_pixel_image_cannot_be_split_in_quadrants(astronaut):

@@ -53,10 +53,6 @@ def call(method: str, path: str, full: bool, root_path: str = "", asked: list | 
     return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, body, bool(reached)
 
 
-def test_every_route_that_queues_images_is_shed():
-    assert PATHS == {"/process", "/items/", "/render", "/compare"}
-
-
 @pytest.mark.parametrize("path", sorted(PATHS))
 def test_a_full_queue_is_refused_before_the_body_with_retry_after(path):
     asked: list[int] = []

@@ -201,13 +201,19 @@ def test_metadata_strip_writes_no_exif(root):
 
 
 def test_metadata_keep_on_every_tile_and_only_for_jpeg_outputs(root):
-    photo = images.exif_jpeg(Path(root, "in"), 3)
+    photo = images.exif_jpeg(Path(root, "in"), 6)  # stored on its side: 80x120, upright 120x80
     report = run_image(task(root, photo, "o/t.jpg", "split=True"))
     assert report.status == "ok" and len(report.outputs) == 4
     for out in report.outputs:
-        assert Image.open(out.path).getexif().get(0x010F) == "ImgsrvCam"
-    png = run_image(task(root, photo, "o/t.png", "blur=3"))
-    assert png.status == "ok"
+        exif = Image.open(out.path).getexif()
+        assert (exif.get(0x010F), exif.get(0x0110), exif.get(0x0132)) == ("ImgsrvCam", "Model X", "2024:05:06 07:08:09")
+        assert exif.get(0x0112, 1) == 1, "the orientation tag must be reset: the pixels are upright"
+        assert decoded(out.path).shape[:2] == (40, 60)
+    [png] = run_image(task(root, photo, "o/t.png", "blur=3")).outputs
+    data = Path(png.path).read_bytes()
+    assert b"eXIf" not in data and b"ImgsrvCam" not in data, "a PNG output must carry no EXIF"
+    assert not Image.open(png.path).getexif()
+    assert decoded(png.path).shape[:2] == (80, 120), "the PNG's pixels are upright"
 
 
 # ---------------------------------------------------------------- failures: error report, nothing written
