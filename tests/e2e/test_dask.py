@@ -6,7 +6,6 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,39 +17,51 @@ import pytest
 
 from tests.environment import dask_command, needs_privilege
 
+from tests.server_process import free_port
+
 from .conftest import PROJECT_ROOT, Server
 
 DASK = dask_command()
 pytestmark = pytest.mark.needs("dask")
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Cluster:
-    def __init__(self, tmp: Path, workers: int = 2):
-        self.port = _port()
+    """A local scheduler and ``workers`` workers, each a process of the ``dask`` command; over TLS
+    when given a certificate and its key (used as their own authority)."""
+
+    def __init__(self, tmp: Path, workers: int = 2, tls: tuple[Path, Path] | None = None):
+        self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.protocol = "tls" if tls else "tcp"
+        self.tls = tls
+        self.tls_args = [] if tls is None else ["--tls-ca-file", str(tls[0]), "--tls-cert", str(tls[0]),
+                                                "--tls-key", str(tls[1])]
         self.env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
         self.log = open(tmp / "dask.log", "wb")
-        self.scheduler = subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
-                                           "--no-dashboard"], env=self.env, stdout=self.log, stderr=self.log)
+        self.scheduler = subprocess.Popen([DASK, "scheduler", "--protocol", self.protocol, "--host", "127.0.0.1",
+                                           "--port", str(self.port), "--no-dashboard", *self.tls_args],
+                                          env=self.env, stdout=self.log, stderr=self.log)
         self.workers = [self.add_worker() for _ in range(workers)]
         if workers:
-            self.wait_for(workers)
+            try:
+                self.wait_for(workers)
+            except BaseException:
+                self.stop()
+                raise
 
     def add_worker(self, prefix: list[str] | None = None) -> subprocess.Popen:
-        return subprocess.Popen([*(prefix or []), DASK, "worker", f"tcp://{self.address}", "--nthreads", "1",
-                                 "--no-dashboard", "--nworkers", "1"],
+        return subprocess.Popen([*(prefix or []), DASK, "worker", f"{self.protocol}://{self.address}", "--nthreads",
+                                 "1", "--no-dashboard", "--nworkers", "1", *self.tls_args],
                                 env=self.env, stdout=self.log, stderr=self.log, start_new_session=True)
 
     def wait_for(self, n: int) -> None:
         from distributed import Client
+        from distributed.security import Security
 
-        with Client(f"tcp://{self.address}", timeout=30) as c:
+        security = None if self.tls is None else Security(
+            tls_ca_file=str(self.tls[0]), tls_client_cert=str(self.tls[0]), tls_client_key=str(self.tls[1]),
+            require_encryption=True)
+        with Client(f"{self.protocol}://{self.address}", timeout=30, security=security) as c:
             c.wait_for_workers(n, timeout=60)
 
     def stop(self) -> None:
@@ -146,7 +157,7 @@ def test_a_job_through_the_server_on_dask_and_a_worker_killed_mid_job(cluster, t
 def test_an_unreachable_scheduler_is_a_clear_error(tmp_path):
     (tmp_path / "src").mkdir()
     r = _run(["--source", str(tmp_path / "src"), "--output-dir", str(tmp_path / "out"), "--op", "grayscale",
-              "--executor", f"dask://127.0.0.1:{_port()}"])
+              "--executor", f"dask://127.0.0.1:{free_port()}"])
     assert r.returncode == 2
     assert "cannot reach the Dask scheduler" in r.stderr
 
@@ -180,42 +191,23 @@ def test_a_scheduler_over_tls_with_dasks_own_certificate_configuration(tmp_path)
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
                     "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
                    check=True, capture_output=True)
-    tls = ["--tls-ca-file", str(cert), "--tls-cert", str(cert), "--tls-key", str(key)]
-    port = _port()
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
-    log = open(tmp_path / "dask.log", "wb")
-    procs = [subprocess.Popen([DASK, "scheduler", "--protocol", "tls", "--host", "127.0.0.1", "--port", str(port),
-                               "--no-dashboard", *tls], env=env, stdout=log, stderr=log)]
-    procs.append(subprocess.Popen([DASK, "worker", f"tls://127.0.0.1:{port}", "--nthreads", "1", "--no-dashboard",
-                                   *tls], env=env, stdout=log, stderr=log, start_new_session=True))
+    c = Cluster(tmp_path, workers=1, tls=(cert, key))
     try:
         src = tmp_path / "src"
         _images(src, 4)
         tls_env = {**os.environ, "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(cert),
                    "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": str(cert),
                    "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": str(key)}
-        deadline = time.monotonic() + 90
-        while True:  # the scheduler and its worker take a few seconds to start
-            r = _run(["--source", str(src), "--output-dir", str(tmp_path / "out"), "--op", "grayscale", "--quiet",
-                      "--executor", f"tls://127.0.0.1:{port}"], env=tls_env)
-            if r.returncode == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+        r = _run(["--source", str(src), "--output-dir", str(tmp_path / "out"), "--op", "grayscale", "--quiet",
+                  "--executor", f"tls://{c.address}"], env=tls_env)
         assert r.returncode == 0, r.stderr
         assert "4 succeeded" in r.stdout
         # without the certificates, the same scheduler refuses imgsrv: a clear error, nothing written
         plain = {k: v for k, v in os.environ.items() if not k.startswith("DASK_DISTRIBUTED__COMM__TLS")}
         r = _run(["--source", str(src), "--output-dir", str(tmp_path / "out2"), "--op", "grayscale", "--quiet",
-                  "--executor", f"tls://127.0.0.1:{port}"], env=plain)
+                  "--executor", f"tls://{c.address}"], env=plain)
         assert r.returncode == 2, r.stdout + r.stderr
         assert "cannot reach the Dask scheduler" in r.stderr and "distributed.comm.tls" in r.stderr, r.stderr
         assert not (tmp_path / "out2").exists()
     finally:
-        for p in procs[::-1]:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        log.close()
+        c.stop()
