@@ -3,7 +3,10 @@ results paging and filter, refusals, skipping what is done, cancel, and SIGKILL 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
+import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
@@ -523,27 +526,83 @@ def test_a_small_job_is_not_starved_by_a_big_one(server, outdir):
         f"the small job only ended after the big one: {big_now}"
 
 
+GRACE_COUNT = 12
+GRACE_OPS = ["blur=kernel:255"] * 3  # about a second per 2000x1500 image: a job of 12 cannot end within a SIGTERM
+
+
+def _inode_mtime(folder: Path) -> dict[str, tuple[int, int]]:
+    """Relative path -> (inode, mtime_ns) of every file under ``folder``: a rewrite changes both."""
+    return {rel: ((st := (folder / rel).stat()).st_ino, st.st_mtime_ns) for rel in files_under(folder)}
+
+
 def test_job_goes_on_after_a_graceful_restart(launcher):
-    """SIGTERM mid-job (a normal restart): the next server on the same data root finishes the job."""
+    """README: "on SIGTERM or Ctrl-C they finish their images in flight and resume at the next start".
+
+    SIGTERM while the pool holds images of a job that cannot end in the meantime: the server
+    exits (cleanly, without the job ended) once the images in flight are written whole and
+    recorded; the next server on the same data root resumes at that count, redoes none of
+    them (same inode and mtime) and does the rest, each input once.
+    """
     first = launcher.start("graceful", workers=2)
     root = first.data_root
-    rels = slow_folder(root / "gracesrc", 10)
-    job_id = submit(first, folder_body("gracesrc", "graceout", SLOW_OPS))
+    out = root / "graceout"
+    rels = slow_folder(root / "gracesrc", GRACE_COUNT)
+    job_id = submit(first, folder_body("gracesrc", "graceout", GRACE_OPS))
     wait_until(first, job_id, lambda j: j["done"] >= 2)
-    launcher.stop(first)  # SIGTERM, waits for the server to exit
-    assert first.proc.returncode is not None
+    recorded = {r["input"]: r for r in all_results(first, job_id)}
+    at_term = files_under(out)
+    first.client.close()  # no idle connection for the shutdown to wait on
+    first.proc.send_signal(signal.SIGTERM)
+    try:
+        code = first.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        code = None
+    launcher.stop(first)
+    assert code == 0, f"the server did not exit cleanly within 60 s of SIGTERM (exit code {code})"
+    after_exit = _inode_mtime(out)
+    in_flight = sorted(set(after_exit) - set(at_term))
+    print(f"at SIGTERM: {len(recorded)} recorded, {len(at_term)} written; {len(in_flight)} finished after it")
+    assert len(recorded) >= 2 and set(at_term) >= {r.removeprefix("gracesrc/") for r in recorded}, (recorded, at_term)
+    assert len(after_exit) < GRACE_COUNT, \
+        f"the job ended before the server exited ({len(after_exit)}/{GRACE_COUNT} written): SIGTERM did not stop it"
+    assert in_flight, "no image was written after SIGTERM: the images in flight did not finish"
+    # the pool holds at most twice its two workers' images of the job; an image per worker may end
+    # and be replaced in the tenth of a second before the server's shutdown reaches the job
+    assert len(in_flight) <= 2 * 2 + 2, \
+        f"{len(in_flight)} images written after SIGTERM: the job went on taking new images"
+    assert temp_files(out) == [], "the images in flight left temporary files"
+    for rel in after_exit:  # whole files, not cut short by the exit
+        check_decodable(out / rel, (2000, 1500))
+
     second = server_on(launcher, root, "graceful_restart", workers=2)
     try:
         j = wait_job(second, job_id)
         results = all_results(second, job_id)
+        resumed = re.search(rf"resuming job {job_id} at (\d+)/(\d+) images", second.log())
     finally:
         launcher.stop(second)
+    assert resumed, "the next server did not resume the job"
+    assert (int(resumed[1]), int(resumed[2])) == (len(after_exit), GRACE_COUNT), \
+        f"resumed at {resumed[1]}/{resumed[2]}: every image written before the exit, in flight ones too, " \
+        f"must be recorded ({len(after_exit)})"
     assert j["status"] == "succeeded", j
-    assert (j["total"], j["succeeded"] + j["skipped"], j["failed"]) == (10, 10, 0), j
+    assert (j["total"], j["succeeded"], j["failed"], j["skipped"]) == (GRACE_COUNT, GRACE_COUNT, 0, 0), j
     counts_add_up(j)
-    assert sorted(r["input"] for r in results) == sorted(f"gracesrc/{r}" for r in rels), "each input once"
-    assert sorted(files_under(root / "graceout")) == sorted(rels)
-    assert temp_files(root / "graceout") == []
+    by_input = {r["input"]: r for r in results}
+    assert len(results) == len(by_input) == GRACE_COUNT, "each input once"
+    assert sorted(by_input) == sorted(f"gracesrc/{r}" for r in rels)
+    for inp, row in recorded.items():
+        assert by_input[inp] == row, f"the result of {inp}, recorded before SIGTERM, changed after the restart"
+    final = _inode_mtime(out)
+    assert sorted(final) == sorted(rels)
+    for rel, stamp in after_exit.items():
+        assert final[rel] == stamp, f"{rel}, written before the exit, was written again after the restart"
+    for r in results:
+        [o] = r["outputs"]
+        assert (o["width"], o["height"]) == (2000, 1500) and o["bytes"] == (root / o["path"]).stat().st_size, o
+    for rel in set(final) - set(after_exit):
+        check_decodable(out / rel, (2000, 1500))
+    assert temp_files(out) == []
 
 
 # --- 5. SIGKILL mid-job and restart on the same data root --------------------------------------------
