@@ -87,8 +87,10 @@ class ServerProcess:
                                      stderr=subprocess.STDOUT)
 
     def start(self) -> ServerProcess:
-        """Launch and wait for GET /health; on failure the server is stopped and ServerStartError raised."""
-        self.launch()
+        """Launch (unless launched already) and wait for GET /health; on failure the server is
+        stopped and ServerStartError raised."""
+        if self.proc is None:
+            self.launch()
         self.wait_ready()
         return self
 
