@@ -50,11 +50,13 @@ def test_skip_existing_skips_an_unchanged_image_and_leaves_its_outputs_alone(ser
     assert second["summary"]["skipped"] == 1
     assert second["summary"]["succeeded"] == 0 and second["summary"]["failed"] == 0
     assert files_state(server, paths) == state, "a skipped image's outputs were rewritten"
-    if r["outputs"]:  # a skipped image may report what it had written
-        assert [o["path"] for o in r["outputs"]] == paths
-        for o in r["outputs"]:
-            assert server.path(o["path"]).stat().st_size == o["bytes"]
-            assert size_of(server.path(o["path"])) == (o["width"], o["height"])
+    # README: a skipped image is reported "with them", its outputs, as the run that wrote them did
+    assert [o["path"] for o in r["outputs"]] == paths, r
+    assert r["outputs"] == first["results"][0]["outputs"], "a skipped image must report the outputs it has"
+    tiles = [(225, 150), (226, 150), (225, 150), (226, 150)]  # cyclo1.jpg is 451x300; edges at i * size // 2
+    for o, tile in zip(r["outputs"], tiles):
+        assert server.path(o["path"]).stat().st_size == o["bytes"], o
+        assert size_of(server.path(o["path"])) == (o["width"], o["height"]) == tile, o
     assert temp_files(server.path(outdir)) == []
 
 
