@@ -58,27 +58,40 @@ async def read_json(request: Request, model: type[M], max_images: int | None = N
     if content_type and not _is_json(content_type):
         raise RequestValidationError([{"type": "model_attributes_type", "loc": ("body",), "input": None,
                                        "msg": "Input should be a valid dictionary or object to extract fields from"}])
+    if not raw:
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "input": None, "msg": "Field required"}])
     try:
-        data = json.loads(raw) if raw else None
+        data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise RequestValidationError([{"type": "json_invalid", "loc": ("body", exc.pos), "input": {},
                                        "msg": "JSON decode error", "ctx": {"error": exc.msg}}]) from None
     except UnicodeDecodeError:
         raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "input": {},
                                        "msg": "the body is not valid JSON (UTF-8)"}]) from None
-    if data is None:
-        raise RequestValidationError([{"type": "missing", "loc": ("body",), "input": None, "msg": "Field required"}])
     images = data.get("images") if isinstance(data, dict) else None
-    if not isinstance(images, list) or len(images) <= CHUNK:
-        return validate(model.model_validate, data)
-    if max_images is not None and len(images) > max_images:
+    if max_images is not None and isinstance(images, list) and len(images) > max_images:
         raise TooManyImages(f"{len(images)} images in one request; at most {max_images} (submit a job for more)")
-    head = validate(model.model_validate, {**data, "images": images[:1]})
+    whole = _as_fastapi_would(model)
+    if not isinstance(images, list) or len(images) <= CHUNK:
+        return validate(whole, data)
+    head = validate(whole, {**data, "images": images[:1]})
     specs: list[ImageSpec] = []
+    errors: list[Any] = []  # every chunk's, as FastAPI would list them all
     for start in range(0, len(images), CHUNK):
         await asyncio.sleep(0)  # other requests go on between the chunks
-        specs += validate(_IMAGES.validate_python, images[start:start + CHUNK], ("images",), start)
+        try:
+            specs += validate(_IMAGES.validate_python, images[start:start + CHUNK], ("images",), start)
+        except RequestValidationError as exc:
+            errors += exc.errors()
+    if errors:
+        raise RequestValidationError(errors)
     return head.model_copy(update={"images": specs})
+
+
+def _as_fastapi_would(model: type[M]):
+    """FastAPI validates a body from attributes too: ``null``, a list or a number is then
+    ``model_attributes_type``, as on the routes whose body FastAPI reads itself."""
+    return lambda data: model.model_validate(data, from_attributes=True)
 
 
 def validate(check, data: Any, where: tuple = (), offset: int = 0) -> Any:

@@ -60,6 +60,29 @@ def test_body_not_json_names_the_body_and_says_why(server):
     assert e["field"] == "body", f"a body that is not JSON should be named 'body', not {e['field']!r}"
 
 
+@pytest.mark.parametrize("content", ["[1, 2]", "5", "null", "\"text\"", ""])
+def test_a_body_that_is_not_an_object_gets_the_same_422_on_every_json_route(server, content):
+    """/process, /items/, /plan and /jobs read their bodies themselves (in chunks); /compare lets
+    FastAPI do it. A client sees one answer for the same mistake whichever route it calls."""
+    answers = {}
+    for path in ("/compare", "/process", "/items/", "/plan", "/jobs"):
+        r = server.post(path, content=content, headers={"content-type": "application/json"})
+        assert r.status_code == 422, f"{path}: {r.status_code} {r.text}"
+        answers[path] = r.json()
+    expected = answers.pop("/compare")
+    assert expected["detail"][0]["field"] == "body", expected
+    assert all(answer == expected for answer in answers.values()), (expected, answers)
+
+
+def test_a_long_image_list_names_every_bad_image_not_only_the_first_chunks(server):
+    """A list longer than one validation chunk (500) still gets one 422 naming every bad entry."""
+    images = [{"input": GOOD, "output": f"long/{i}.jpg"} for i in range(900)]
+    images[3]["input"], images[899]["output"] = 5, ["long/x.jpg"]
+    r = server.post("/plan", json=body(images))
+    assert r.status_code == 422, r.text
+    assert [e["field"] for e in r.json()["detail"]] == ["images[3].input", "images[899].output"], r.text
+
+
 @pytest.mark.parametrize("bad, field", [
     ({"images": "testimages/cyclo1.jpg"}, "images"),
     ({"images": [{"input": 5, "output": "o/x.jpg"}]}, "images[0].input"),

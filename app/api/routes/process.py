@@ -45,12 +45,6 @@ PROCESS_BODY = openapi_body(ProcessRequest, {
 })
 
 
-def check_count(body: ProcessRequest, service: Service) -> None:
-    limit = service.settings.max_images_per_request
-    if len(body.images) > limit:
-        raise TooManyImages(f"{len(body.images)} images in one request; at most {limit} (submit a job for more)")
-
-
 def plan_request(body: ProcessRequest, service: Service, skip_existing: bool = False) -> list[PlannedImage]:
     """Validate paths and names, and look up the manifest with ``skip_existing`` (blocking
     file-system look-ups: call off the event loop; the image count is checked before)."""
@@ -90,7 +84,6 @@ def summarize(results: Sequence[ImageResult], elapsed_ms: float) -> Summary:
 
 async def process_request(body: ProcessRequest, service: Service) -> ProcessResponse:
     start = time.perf_counter()
-    check_count(body, service)
     engine = service.engine
     # Admission first: when the queue is full, answer 429 before spending anything on the request.
     engine.admit(len(body.images))
@@ -127,7 +120,6 @@ async def items(request: Request, service: ServiceDep) -> ProcessResponse:
 async def plan(request: Request, service: ServiceDep) -> PlanResponse:
     """The normalised operations and the files each image would write; no image is read or written."""
     body = await read_json(request, ProcessRequest, service.settings.max_images_per_request)
-    check_count(body, service)
     planned = await service.engine.offload(plan_request, body, service)
     ops = planned[0].task.pipeline.normalized() if planned else []
     return PlanResponse(operations=ops, outputs=sum(len(p.outputs) for p in planned),
