@@ -248,6 +248,13 @@ def _render_request(file: FileInput, operations: Sequence[Operation] | None, for
     return {"files": {"file": (filename or name, data, "application/octet-stream")}, "data": form}
 
 
+def _compare_body(a: str, b: str, output: str | None, fuzz: float) -> dict[str, Any]:
+    body: dict[str, Any] = {"a": a, "b": b, "fuzz": fuzz}
+    if output is not None:
+        body["output"] = output
+    return body
+
+
 def _results_params(offset: int, limit: int, status: str | None) -> dict[str, Any]:
     params: dict[str, Any] = {"offset": offset, "limit": limit}
     if status is not None:
@@ -311,10 +318,7 @@ class Client:
 
     def compare(self, a: str, b: str, output: str | None = None, fuzz: float = 10) -> dict:
         """POST /compare: pixel difference of two server-side images; writes a diff image to ``output``."""
-        body: dict[str, Any] = {"a": a, "b": b, "fuzz": fuzz}
-        if output is not None:
-            body["output"] = output
-        return self._json("POST", "/compare", json=body)
+        return self._json("POST", "/compare", json=_compare_body(a, b, output, fuzz))
 
     # jobs
 
@@ -405,10 +409,7 @@ class AsyncClient:
 
     async def compare(self, a: str, b: str, output: str | None = None, fuzz: float = 10) -> dict:
         """POST /compare."""
-        body: dict[str, Any] = {"a": a, "b": b, "fuzz": fuzz}
-        if output is not None:
-            body["output"] = output
-        return await self._json("POST", "/compare", json=body)
+        return await self._json("POST", "/compare", json=_compare_body(a, b, output, fuzz))
 
     async def submit_job(self, **job_body: Any) -> str:
         """POST /jobs; the id."""
