@@ -4,10 +4,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 TEMP_PREFIX = ".imgsrv-tmp-"
 STATE_DIR = ".imgsrv"
@@ -138,3 +140,40 @@ def wait_until_busy(workers, pending, threshold: float = 0.3, timeout: float = 6
                 return w
         time.sleep(0.02)
     return None
+
+
+# -- what the server reports: GET /metrics, its log -----------------------------------------
+
+
+def metrics(server) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of GET /metrics: (name, sorted labels) -> value."""
+    r = server.get("/metrics")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain"), r.headers["content-type"]
+    out = {}
+    for family in text_string_to_metric_families(r.text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def sample(m: dict, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples that carry these labels (whatever their other labels, e.g. the API key)."""
+    return sum(v for (n, ls), v in m.items() if n == name and set(labels.items()) <= set(ls))
+
+
+def grew(before: dict, after: dict, name: str, **labels: str) -> float:
+    return sample(after, name, **labels) - sample(before, name, **labels)
+
+
+def wait_for_log(server, pred, what: str, timeout: float = 15.0) -> list[str]:
+    """The log's lines once ``pred(lines)`` holds (the line is written right after the answer is sent)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = server.log().splitlines()
+        if pred(lines):
+            return lines
+        if time.monotonic() > deadline:
+            tail = "\n".join(lines[-30:])
+            raise AssertionError(f"the server log never showed {what}; its last lines:\n{tail}")
+        time.sleep(0.05)

@@ -16,7 +16,7 @@ import pytest
 from imgsrv_client import Client, Unauthorized
 
 from .conftest import PROJECT_ROOT, free_port
-from .helpers import snapshot
+from .helpers import snapshot, wait_for_log
 
 KEYS = "ingest:ingest-secret-1,alice:alice-secret-2,bob:bob-secret-3"
 SECRETS = {"ingest": "ingest-secret-1", "alice": "alice-secret-2", "bob": "bob-secret-3"}
@@ -120,12 +120,14 @@ def test_jobs_belong_to_the_key_that_made_them(keyed):
 
 
 def test_the_log_names_the_key_and_never_holds_a_secret(keyed):
-    keyed.client.get("/operations", headers=bearer("bob"))
-    keyed.client.get("/operations", headers={"Authorization": "Bearer not-a-key-at-all"})
-    time.sleep(0.3)
-    log = keyed.log()
-    assert "key=bob GET /operations 200" in log
-    assert "key=- GET /operations 401" in log
+    keyed.client.get("/operations", headers={**bearer("bob"), "X-Request-ID": "names-the-key-bob"})
+    keyed.client.get("/operations", headers={"Authorization": "Bearer not-a-key-at-all",
+                                             "X-Request-ID": "names-the-key-wrong"})
+    # each request's line is written once its answer is sent: wait for both lines, not for a while
+    log = "\n".join(wait_for_log(keyed, lambda lines: sum("names-the-key-" in line for line in lines) >= 2,
+                                  "the lines of both requests"))
+    assert "names-the-key-bob key=bob GET /operations 200" in log
+    assert "names-the-key-wrong key=- GET /operations 401" in log
     for secret in (*SECRETS.values(), "not-a-key-at-all"):
         assert secret not in log
     metrics = keyed.client.get("/metrics", headers=bearer("ingest")).text
@@ -203,7 +205,8 @@ def test_a_request_cannot_write_fields_into_the_log(keyed):
     fake = "0f3a9c1d key=alice DELETE /jobs/1 200 1.0 ms |"
     keyed.client.post("/jobs", json=BODY, headers={"X-Request-ID": fake})
     keyed.client.get("/process%20key=alice")
-    time.sleep(0.3)
+    wait_for_log(keyed, lambda lines: any("0f3a9c1d" in line and "POST /jobs" in line for line in lines)
+                 and any("GET /process\\x20key=alice 401" in line for line in lines), "the lines of both requests")
     lines = [line for line in keyed.log().splitlines() if "imgsrv.http" in line and "0f3a9c1d" in line]
     assert lines and all(" key=- POST /jobs 401" in line for line in lines), lines
     for line in (line for line in keyed.log().splitlines() if "imgsrv.http:" in line):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from .helpers import entry, sha256, slow_jpeg
+from .helpers import entry, sha256, slow_jpeg, wait_for_log
 from .jobs_helpers import all_results, run_job
 
 
@@ -217,14 +217,18 @@ def _swap_while_queued(srv, tmp_path, swap: list[str], output: str) -> dict:
     queued.start()
     while "imgsrv_queue_depth 2.0" not in srv.get("/metrics").text:
         time.sleep(0.02)
-    time.sleep(0.3)  # planned (paths resolved) within milliseconds of its admission
+    # The queued request is planned (its paths checked) within milliseconds of its admission; the
+    # server reports no such moment, so this pause is a margin, not a proof: had the swap come
+    # first, the request would be refused with 403 and the test fails below on that, never passes.
+    time.sleep(0.3)
     assert slow.is_alive(), "the slow image ended before the swap: the test proves nothing"
     for name in swap:
         os.rename(srv.path(name), srv.path(name + ".old"))
         os.symlink(outside, srv.path(name))
     slow.join()
     queued.join()
-    assert answers["queued"].status_code == 200, answers["queued"].text
+    assert answers["queued"].status_code == 200, \
+        f"the swap came before the queued request was planned (a 403 then is right): {answers['queued'].text}"
     assert not (outside / "pwned.jpg").exists(), "the write followed the link out of the data root"
     assert sorted(os.listdir(outside)) == ["in.jpg"]
     return answers["queued"].json()["results"][0]
@@ -364,7 +368,8 @@ def test_a_non_ascii_upload_name_is_sent_back_as_rfc_5987(server):
 def test_an_encoded_newline_in_a_path_cannot_forge_a_log_line(server):
     r = server.get("/jobs/x%0A2026-01-01%2000:00:00,000%20INFO%20forged%20GET%20/health%20200")
     assert r.status_code == 404
-    time.sleep(0.2)
+    # its line is written once the answer is sent: wait for it (it names the request's id)
+    wait_for_log(server, lambda lines: any(r.headers["x-request-id"] in line for line in lines), "the request's line")
     lines = [line for line in server.log().splitlines() if "forged" in line]
     assert lines and all("imgsrv.http" in line and "\\x0a" in line for line in lines), lines
 

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from .conftest import TESTIMAGES, Server
-from .helpers import decode, fields, folders, size_of, snapshot, temp_files
+from .helpers import decode, fields, folders, grew, metrics, sample, size_of, snapshot, temp_files
 from .jobs_helpers import (all_results, big_jpeg_bytes, check_decodable, counts_add_up, files_under, job,
                            kill_hard, run_job, server_on, slow_folder, small_jpeg, submit, wait_job, wait_until,
                            write_bytes)
@@ -371,12 +371,18 @@ def _job_ids(server) -> list[str]:
         "output_is_input"])
 def test_invalid_job_is_refused_and_nothing_recorded(server, body, status, field):
     before_ids, before_files, before_dirs = _job_ids(server), snapshot(server.data_root), folders(server.data_root)
+    before = metrics(server)
     r = server.post("/jobs", json=body)
     assert r.status_code == status, f"expected {status}, got {r.status_code}: {r.text}"
     if field is not None:
         assert field in fields(r.json()), f"the answer should name {field!r}: {r.text}"
     assert _job_ids(server) == before_ids, "a refused job was recorded"
-    time.sleep(0.2)  # had anything been started, it would have written by now
+    # Nothing started, and nothing can start later: the server reports no job queued or running
+    # (a job runs only from its record), no image in the pool and none finished since.
+    after = metrics(server)
+    assert [sample(after, "imgsrv_jobs", status=s) for s in ("queued", "running")] == [0, 0], "a job is active"
+    assert sample(after, "imgsrv_queue_depth") == 0, "images of the refused job are in the pool"
+    assert grew(before, after, "imgsrv_images_total") == 0, "images were processed for a refused job"
     assert snapshot(server.data_root) == before_files, "a refused job changed files"
     assert folders(server.data_root) == before_dirs, "a refused job made folders"
 
@@ -486,8 +492,11 @@ def test_cancel_a_running_job(server):
     results = all_results(server, job_id)
     assert len(results) == j["done"]
     assert sorted(o["path"] for r in results for o in r["outputs"]) == sorted(f"out/cancel/{n}" for n in written)
-    # the job has really stopped: nothing more is written or counted
-    time.sleep(1.0)
+    # the job has really stopped, with nothing left to write: it has ended, and the server
+    # reports no image in its pool and no job running
+    m = metrics(server)
+    assert sample(m, "imgsrv_queue_depth") == 0 and sample(m, "imgsrv_jobs", status="running") == 0, \
+        "images of the cancelled job are still in the pool"
     assert files_under(out) == written, "images were still processed after the cancel"
     # DELETE again: the job has ended, so it is forgotten; it answers the job as it was
     again = server.client.delete(f"/jobs/{job_id}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import time
 import uuid
 from pathlib import Path
 
@@ -18,13 +17,13 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from imgsrv_client import Client
 from tests.images import decode_bytes
 
 from .conftest import REQUEST_TIMEOUT, TESTIMAGES, Launcher, Server
-from .helpers import decode, entry, size_of, snapshot, temp_files, write_image
+from .helpers import (decode, entry, grew, metrics, sample, size_of, snapshot, temp_files, wait_for_log,
+                      write_image)
 
 UPLOAD_LIMIT = 200_000
 LOG_FORMAT = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) (?P<process>\S+) (?P<thread>.+?) "
@@ -73,40 +72,6 @@ def render(server: Server, data: bytes, operations: str = "[]", fmt: str | None 
 def listing(folder: Path) -> set[str]:
     return {os.path.relpath(os.path.join(d, n), folder) for d, dirs, names in os.walk(folder)
             for n in [*names, *dirs]}
-
-
-def metrics(server: Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of GET /metrics: (name, sorted labels) -> value."""
-    r = server.get("/metrics")
-    assert r.status_code == 200, r.text
-    assert r.headers["content-type"].startswith("text/plain"), r.headers["content-type"]
-    out = {}
-    for family in text_string_to_metric_families(r.text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
-def sample(m: dict, name: str, **labels: str) -> float:
-    """The sum of ``name``'s samples that carry these labels (whatever their other labels, e.g. the API key)."""
-    return sum(v for (n, ls), v in m.items() if n == name and set(labels.items()) <= set(ls))
-
-
-def grew(before: dict, after: dict, name: str, **labels: str) -> float:
-    return sample(after, name, **labels) - sample(before, name, **labels)
-
-
-def wait_for_log(server: Server, pred, what: str, timeout: float = 15.0) -> list[str]:
-    """The log's lines once ``pred(lines)`` holds (the line is written right after the answer is sent)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = server.log().splitlines()
-        if pred(lines):
-            return lines
-        if time.monotonic() > deadline:
-            tail = "\n".join(lines[-30:])
-            raise AssertionError(f"the server log never showed {what}; its last lines:\n{tail}")
-        time.sleep(0.05)
 
 
 # -- servers -----------------------------------------------------------------------------------
