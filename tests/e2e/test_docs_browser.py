@@ -23,6 +23,7 @@ from tests import environment
 from tests.environment import CHROMIUM
 
 from .helpers import size_of
+from .jobs_helpers import all_results, wait_job
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -181,8 +182,10 @@ def test_try_out_post_process_from_docs(docs_page, docs_server):
     ("GET", "/operations", "200"),
     ("GET", "/jobs", "200"),
 ])
-def test_every_example_works_as_is(docs_page, method, path, expected):
-    """Each endpoint's example, executed from /docs unchanged on a fresh server, succeeds."""
+def test_every_example_works_as_is(docs_page, docs_server, method, path, expected):
+    """Each endpoint's example, executed from /docs unchanged on a fresh server, succeeds: the
+    status it shows, and what the request was for (a job's 202 is only its start: the job must
+    end succeeded, its outputs on disk)."""
     docs_page.open_docs()
     with docs_page.step(f"{method} {path}"):
         block = docs_page.expand(method, path)
@@ -190,6 +193,34 @@ def test_every_example_works_as_is(docs_page, method, path, expected):
         text = block.locator(".live-responses-table .response .response-col_description").first.inner_text()
         assert status.inner_text().strip() == expected, text[:800]
     assert not docs_page.blocked, f"/docs tried to reach other hosts: {docs_page.blocked}"
+    answer = json.loads(text[text.index("{"):text.rindex("}") + 1])
+    if "summary" in answer:  # /items/: every image succeeded, its outputs on disk
+        assert answer["summary"]["failed"] == 0 and answer["summary"]["succeeded"] >= 1, answer
+        for result in answer["results"]:
+            for out in result["outputs"]:
+                assert size_of(docs_server.path(out["path"])) == (out["width"], out["height"]), out
+                assert docs_server.path(out["path"]).stat().st_size == out["bytes"], out
+    if (method, path) == ("POST", "/jobs"):
+        check_example_job(docs_server, answer)
+
+
+def check_example_job(server, created: dict) -> None:
+    """The /jobs example (testimages/*.jpg, crop=bottom:40 and a redaction, to testoutput/job) ran
+    to its end: each JPEG of testimages/ has its output, 40 rows shorter, named in the results."""
+    final = wait_job(server, created["id"])
+    jpegs = sorted(p.name for p in server.path("testimages").glob("*.jpg"))
+    assert final["status"] == "succeeded", final
+    assert (final["total"], final["succeeded"], final["failed"]) == (len(jpegs), len(jpegs), 0), final
+    results = all_results(server, created["id"])
+    assert sorted(r["input"] for r in results) == [f"testimages/{n}" for n in jpegs]
+    for r in results:
+        name = r["input"].removeprefix("testimages/")
+        w, h = size_of(server.path(r["input"]))
+        [out] = r["outputs"]
+        assert out["path"] == f"testoutput/job/{name}", out
+        assert size_of(server.path(out["path"])) == (out["width"], out["height"]) == (w, h - 40), out
+        assert server.path(out["path"]).stat().st_size == out["bytes"], out
+    assert sorted(p.name for p in server.path("testoutput/job").iterdir()) == jpegs
 
 
 def test_render_from_docs_with_an_uploaded_file(docs_page, docs_server):
