@@ -318,7 +318,8 @@ class Store:
     def compact(self) -> None:
         """Give the free pages of deleted records back to the file system."""
         with self._lock:
-            self._db.execute("PRAGMA incremental_vacuum")
+            # executescript runs it to the end; execute() frees one page only (its first step)
+            self._db.executescript("PRAGMA incremental_vacuum")
 
     def request_cancel(self, job_id: str) -> None:
         with self._lock:
