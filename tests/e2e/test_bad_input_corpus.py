@@ -2,7 +2,9 @@
 
 For every case: the documented status and code (or the field a 4xx names), nothing written
 under the data root (or beside it) other than the case's own declared outputs, and the server
-still answering ``GET /health`` afterwards.
+still answering ``GET /health`` afterwards. What each request cost the server (CPU time of the
+workers and of the server process, the rise of the workers' peak memory) is measured around it
+for the cases that must be refused before any work (``Cost`` in corpus.py).
 
 A summary table (case -> status / code) is printed at the end of the module (``pytest -s``)
 and written to ``bad_input_corpus.md`` in pytest's base temporary folder, ready for the README.
@@ -15,10 +17,11 @@ import stat
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from .conftest import Server
-from .corpus import CASES, Case, Ctx, Req
+from .corpus import CASES, Case, Cost, Ctx, Req
 from .helpers import STATE_DIR, TEMP_PREFIX, sha256
 
 
@@ -46,6 +49,45 @@ def tree(root: Path) -> dict[str, tuple]:
     return out
 
 
+def peak_rss(pid: int) -> int:
+    """The process's peak resident memory (VmHWM) in bytes; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def cpu(p: psutil.Process) -> float:
+    try:
+        t = p.cpu_times()
+        return t.user + t.system
+    except psutil.Error:
+        return 0.0
+
+
+def usage(server: Server) -> tuple[float, dict[int, tuple[psutil.Process, float, int]]]:
+    """The server process's CPU seconds; per pool worker: (process, CPU seconds, peak RSS bytes)."""
+    fs = server.fork_server()
+    workers = fs.children() if fs is not None else []
+    return cpu(psutil.Process(server.proc.pid)), {w.pid: (w, cpu(w), peak_rss(w.pid)) for w in workers}
+
+
+def cost(before, after) -> Cost:
+    (server_before, w_before), (server_after, w_after) = before, after
+    worker_cpu, rise = 0.0, 0
+    for pid, (proc, t0, hwm0) in w_before.items():
+        if pid in w_after:
+            worker_cpu += w_after[pid][1] - t0
+            rise = max(rise, w_after[pid][2] - hwm0)
+    for pid in w_after.keys() - w_before.keys():  # a worker started during the request: all of it counts
+        worker_cpu += w_after[pid][1]
+    return Cost(worker_cpu * 1000.0, (server_after - server_before) * 1000.0, rise / 2**20)
+
+
 @pytest.fixture(scope="module")
 def corpus_server(launcher) -> Server:
     # A server of its own: a data root that holds only the corpus, so every snapshot is small.
@@ -58,19 +100,26 @@ def summary(corpus_server, tmp_path_factory):
     yield rows
     lines = ["| # | case | what is sent | documented (status, code or field) | answered | ms | verdict |",
              "|---|---|---|---|---|---|---|"]
+    costs = []
     for i, case in enumerate(CASES, 1):
-        got, ms, verdict = rows.get(case.name, ("(not run)", None, "not run"))
+        got, ms, verdict, *measured = rows.get(case.name, ("(not run)", None, "not run"))
         what = case.what.replace("|", "\\|")
         lines.append(f"| {i} | `{case.name}` | {what} | {case.status} {case.code} | {got} | "
                      f"{'' if ms is None else f'{ms:.0f}'} | {verdict.replace('|', '/')} |")
+        if measured and measured[0] is not None:
+            c, server_ms = measured
+            costs.append(f"[cost] {case.name}: client {ms:.1f} ms, server-side {server_ms} ms, workers' CPU "
+                         f"{c.worker_cpu_ms:.0f} ms, server CPU {c.server_cpu_ms:.0f} ms, "
+                         f"workers' peak +{c.worker_peak_rise_mb:.1f} MB")
     passed = sum(1 for c in CASES if rows.get(c.name, ("", None, ""))[2] == "pass")
     same = sum(1 for c in CASES if rows.get(c.name, ("",))[0] == f"{c.status} {c.code}")
     lines.append(f"\n{len(CASES)} cases: {same} answered with the documented status and code; {passed} passed every "
-                 f"check (nothing written, time bounds, content, server still serving).")
+                 f"check (nothing written, nothing decoded, content, server still serving).")
     text = "\n".join(lines) + "\n"
     out = Path(tmp_path_factory.getbasetemp()) / "bad_input_corpus.md"
     out.write_text(text)
     print(f"\n\nBad-input corpus ({len(CASES)} cases; also in {out}):\n\n{text}")
+    print("\n".join(costs))
 
 
 def _ctx(server: Server, case: Case) -> Ctx:
@@ -117,10 +166,16 @@ def test_bad_input(corpus_server, summary, case: Case):
         before, outside_before = tree(s.data_root), tree(ctx.outside)
         jobs_before = s.get("/jobs").json() if req.path == "/jobs" else None
 
+        used_before = usage(s)
         start = time.perf_counter()
         r = _send(s, req)
         ms = (time.perf_counter() - start) * 1000.0
-        summary[case.name] = [_outcome(r, case), ms, "FAIL"]
+        ctx.cost = cost(used_before, usage(s))
+        try:
+            server_ms = max((x["elapsed_ms"] for x in r.json().get("results", [])), default=None)
+        except (ValueError, AttributeError):
+            server_ms = None
+        summary[case.name] = [_outcome(r, case), ms, "FAIL", ctx.cost, server_ms]
         after = tree(s.data_root)
 
         assert r.status_code == case.status, f"{case.name}: expected {case.status}, got {r.status_code}: {r.text[:500]}"
