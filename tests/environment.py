@@ -51,6 +51,7 @@ CHECKS: dict[str, Callable[[], str | None]] = {
     "schemathesis": _module("schemathesis", "pip install -r requirements-dev.txt"),
     "dask": lambda: None if dask_command() else "the dask command (package distributed) is not installed",
     "openssl": lambda: None if shutil.which("openssl") else "the openssl command is not installed",
+    "strace": lambda: None if shutil.which("strace") else "the strace command is not installed (apt-get install strace)",
 }
 
 
