@@ -444,3 +444,247 @@ def test_resolve_keeps_outputs_under_their_root_and_out_of_the_state_folder(root
         resolve(root, "elsewhere/x.jpg", "images[0].output", within=outputs)
     with pytest.raises(PathOutsideRoot, match="state folder"):
         resolve(root, ".imgsrv/imgsrv.sqlite3", "images[0].input", sealed=state)
+
+
+# -- what each refusal says, and the paths around the edges ------------------------------------------
+
+from app.errors import TooLarge  # noqa: E402
+from app.files import clean_temp_files, read_input_file, walk_files  # noqa: E402
+
+
+@pytest.mark.parametrize("path, message", [
+    ("", "the path is empty"),
+    ("a\x00b.jpg", "the path contains a NUL byte"),
+    ("in\\a.jpg", "the path contains a backslash; use / to separate folders"),
+    ("a" * 4097, "the path is longer than 4096 bytes"),
+])
+def test_junk_paths_say_what_is_wrong(root, path, message):
+    with pytest.raises(InvalidRequest) as exc:
+        resolve(root, path, FIELD)
+    assert (exc.value.message, exc.value.field) == (message, FIELD)
+
+
+def test_a_path_of_exactly_the_limit_is_resolved(root):
+    name = "a" * (4096 - len(root) - 1)
+    assert resolve(root, os.path.join(root, name), FIELD) == os.path.join(root, name)
+
+
+def test_refusals_name_the_root_the_path_leaves(root):
+    with pytest.raises(PathOutsideRoot) as exc:
+        resolve(root, "../x.jpg", FIELD)
+    assert exc.value.message == "the path '../x.jpg' leads outside the data root"
+    with pytest.raises(PathOutsideRoot) as exc:
+        resolve(root, ".imgsrv/db", "images[0].output", sealed=os.path.join(root, ".imgsrv"))
+    assert exc.value.field == "images[0].output"
+    assert exc.value.message == ("the path '.imgsrv/db' is inside imgsrv's state folder, which is never an input "
+                                 "or an output")
+
+
+def test_reading_says_why_an_input_cannot_be_read(root):
+    with pytest.raises(NotFound, match="^the input file does not exist$"):
+        read_input(os.path.join(root, "no-folder", "a.jpg"))
+    with pytest.raises(NotFound, match="^the input file does not exist$"):
+        read_input(os.path.join(root, "a.jpg"))
+    os.makedirs(os.path.join(root, "d.jpg"))
+    with pytest.raises(NotFound, match="^the input is a folder, not a file$"):
+        read_input(os.path.join(root, "d.jpg"))
+    os.symlink(os.path.join(root, "d.jpg"), os.path.join(root, "link.jpg"))
+    with pytest.raises(NotFound, match="^the input was replaced by a link since the request was checked$"):
+        read_input(os.path.join(root, "link.jpg"))
+    os.mkfifo(os.path.join(root, "fifo.jpg"))
+    with pytest.raises(DecodeError, match="^the input is not a regular file$"):
+        read_input(os.path.join(root, "fifo.jpg"))
+    Path(root, "file").write_bytes(b"x")
+    with pytest.raises(NotFound, match="^the input file cannot be read: Not a directory$"):
+        read_input(os.path.join(root, "file", "a.jpg"))
+
+
+def test_an_unreadable_input_says_so(root):
+    if os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    path = images.jpeg(root, "a.jpg")
+    os.chmod(path, 0)
+    with pytest.raises(NotFound, match="^the input file cannot be read: Permission denied$"):
+        read_input(str(path))
+
+
+def test_an_input_over_the_byte_limit_is_refused_before_it_is_read_and_one_at_it_is_read(root):
+    data = images.jpeg_bytes()
+    path = str(images.jpeg(root, "a.jpg"))
+    got, st = read_input_file(path, len(data))
+    assert got == data and st.st_size == len(data)
+    with pytest.raises(TooLarge) as exc:
+        read_input(path, len(data) - 1)
+    assert exc.value.message == (f"the file is {len(data)} bytes, more than IMGSRV_MAX_INPUT_BYTES "
+                                 f"({len(data) - 1})")
+
+
+def test_write_errors_say_why(root):
+    os.makedirs(os.path.join(root, "out.jpg"))
+    with pytest.raises(WriteError, match="^the output path is a folder$"):
+        write_all([(os.path.join(root, "out.jpg"), b"x")])
+    Path(root, "file").write_bytes(b"x")
+    with pytest.raises(WriteError, match="^the output folder cannot be made: Not a directory$"):
+        write_all([(os.path.join(root, "file", "a.jpg"), b"x")])
+
+
+def test_an_output_that_is_the_input_through_a_hard_link_is_never_written(root):
+    src = images.jpeg(root, "in.jpg")
+    os.link(src, os.path.join(root, "out.jpg"))
+    before = src.read_bytes()
+    with pytest.raises(WriteError, match=r"^the output is the input file itself \(a link to it\)$"):
+        write_all([(os.path.join(root, "out.jpg"), b"new")], keep=os.stat(src))
+    assert src.read_bytes() == before
+    assert sorted(os.listdir(root)) == ["in.jpg", "out.jpg"]
+    write_all([(os.path.join(root, "other.jpg"), b"new")], keep=os.stat(src))
+    assert Path(root, "other.jpg").read_bytes() == b"new"
+
+
+def test_a_job_tags_its_temporary_files(root, monkeypatch):
+    seen = []
+    real = storage._check_target
+    monkeypatch.setattr(storage, "_check_target", lambda fd, *a: (seen.extend(os.listdir(root)), real(fd, *a))[1])
+    write_all([(os.path.join(root, "a.jpg"), b"x")], tag="job1-")
+    assert [n for n in seen if n.startswith(TEMP_PREFIX)][0].startswith(TEMP_PREFIX + "job1-")
+    assert os.listdir(root) == ["a.jpg"]
+
+
+def test_the_returned_status_is_the_file_in_place(root):
+    [st] = write_all([(os.path.join(root, "a.jpg"), b"12345")])
+    now = os.stat(os.path.join(root, "a.jpg"))
+    assert (st.st_ino, st.st_size, st.st_ctime_ns) == (now.st_ino, 5, now.st_ctime_ns)
+
+
+def test_a_different_file_of_the_same_size_is_still_protected(root):
+    target = Path(root, "o.jpg")
+    target.write_bytes(b"abcdef")
+    with pytest.raises(OutputExists) as exc:
+        write_all([(str(target), b"abcxyz")], rule=WriteRule(Overwrite.OWN))
+    assert exc.value.message == ("o.jpg already exists and imgsrv did not write it, or it changed since "
+                                 "(options.overwrite is own; 'always' replaces it)")
+    with pytest.raises(OutputExists):
+        write_all([(str(target), b"abcdefg")], rule=WriteRule(Overwrite.OWN))  # longer: a prefix is not the file
+    assert target.read_bytes() == b"abcdef"
+
+
+@pytest.mark.parametrize("renameat2", [True, False], ids=["renameat2", "hard-link"])
+def test_a_file_that_appears_at_a_free_name_meanwhile_is_left_as_it_is(root, monkeypatch, renameat2):
+    if not renameat2:
+        monkeypatch.setattr(storage, "_renameat2", None)
+    target = Path(root, "o.jpg")
+    real = storage._check_target
+
+    def someone_writes_meanwhile(fd, name, *a):
+        found = real(fd, name, *a)
+        target.write_bytes(b"theirs")
+        return found
+
+    monkeypatch.setattr(storage, "_check_target", someone_writes_meanwhile)
+    with pytest.raises(OutputExists) as exc:
+        write_all([(str(target), b"mine")])
+    assert exc.value.message == "o.jpg appeared while it was being written; it is left as it is"
+    assert target.read_bytes() == b"theirs"
+    assert os.listdir(root) == ["o.jpg"], "no temporary file left"
+
+
+def test_without_renameat2_a_new_file_is_put_in_place_by_a_hard_link(root, monkeypatch):
+    monkeypatch.setattr(storage, "_renameat2", None)
+    write_all([(os.path.join(root, "a", "x.jpg"), b"data"), (os.path.join(root, "a", "y.jpg"), b"more")])
+    assert sorted(os.listdir(Path(root, "a"))) == ["x.jpg", "y.jpg"]
+    assert Path(root, "a", "x.jpg").read_bytes() == b"data" and os.stat(Path(root, "a", "x.jpg")).st_nlink == 1
+
+
+def test_a_file_system_without_the_no_replace_flag_falls_back_to_a_hard_link(root, monkeypatch):
+    import ctypes
+    import errno as _errno
+
+    def unsupported(*_a):
+        ctypes.set_errno(_errno.EINVAL)
+        return -1
+
+    monkeypatch.setattr(storage, "_renameat2", unsupported)
+    write_all([(os.path.join(root, "x.jpg"), b"data")])
+    assert os.listdir(root) == ["x.jpg"] and Path(root, "x.jpg").read_bytes() == b"data"
+
+    def broken(*_a):
+        ctypes.set_errno(_errno.EIO)
+        return -1
+
+    monkeypatch.setattr(storage, "_renameat2", broken)
+    with pytest.raises(WriteError) as exc:
+        write_all([(os.path.join(root, "y.jpg"), b"data")])
+    assert exc.value.message == "the output could not be written: Input/output error"
+    assert os.listdir(root) == ["x.jpg"]
+
+
+def test_a_full_disk_is_named(root, monkeypatch):
+    import errno as _errno
+
+    def full(*_a, **_k):
+        raise OSError(_errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    Path(root, "x.jpg").write_bytes(b"old")
+    with pytest.raises(WriteError) as exc:
+        write_all([(os.path.join(root, "x.jpg"), b"new")])
+    assert exc.value.message == "the output could not be written: the disk is full"
+    assert os.listdir(root) == ["x.jpg"] and Path(root, "x.jpg").read_bytes() == b"old"
+
+
+def test_new_folders_are_made_with_the_usual_permissions(root):
+    atomic_write(os.path.join(root, "new", "x.jpg"), b"x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(os.path.join(root, "new")).st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_a_link_on_the_output_path_is_named(root, outside):
+    os.symlink(outside, os.path.join(root, "link"))
+    with pytest.raises(WriteError) as exc:
+        write_all([(os.path.join(root, "link", "x.jpg"), b"x")])
+    assert exc.value.message == "a folder on the output's path was replaced by a link since the request was checked"
+    with pytest.raises(NotFound) as exc:
+        read_input(os.path.join(root, "link", "secret.jpg"))
+    assert exc.value.message == "a folder on the input's path was replaced by a link since the request was checked"
+    assert sorted(os.listdir(outside)) == ["secret.jpg"]
+
+
+def test_a_relative_input_is_read_from_the_current_folder(root, monkeypatch):
+    images.jpeg(root, "a.jpg")
+    monkeypatch.chdir(root)
+    assert read_input("a.jpg") == images.jpeg_bytes()
+
+
+# -- folder walks and temporary files --------------------------------------------------------------
+
+
+def test_a_folder_walk_lists_matching_files_in_order_without_hidden_or_temporary_ones(root):
+    for name in ["b.jpg", "a.JPG", "c.png", ".hidden.jpg", f"{TEMP_PREFIX}x.jpg", "sub/d.jpg", "sub/e/f.jpg",
+                 ".git/g.jpg", "z/h.jpg"]:
+        Path(root, name).parent.mkdir(parents=True, exist_ok=True)
+        Path(root, name).write_bytes(b"x")
+    os.symlink(os.path.join(root, "c.png"), os.path.join(root, "l.png"))
+    os.symlink(os.path.join(root, "sub"), os.path.join(root, "linked-sub"))
+    assert list(walk_files(root)) == ["a.JPG", "b.jpg", "c.png", "l.png"]
+    assert list(walk_files(root, "*.jpg")) == ["b.jpg"]
+    assert list(walk_files(root, "*.jpg", recursive=True)) == ["b.jpg", os.path.join("sub", "d.jpg"),
+                                                               os.path.join("sub", "e", "f.jpg"),
+                                                               os.path.join("z", "h.jpg")]
+    assert list(walk_files(os.path.join(root, "missing"), recursive=True)) == []
+
+
+def test_temporary_files_are_cleaned_only_where_they_can_be(root):
+    Path(root, "a").mkdir()
+    Path(root, "a", f"{TEMP_PREFIX}t-1").write_bytes(b"")
+    Path(root, "a", f"{TEMP_PREFIX}t-dir").mkdir()
+    assert clean_temp_files([os.path.join(root, "gone"), os.path.join(root, "a")], "t-") == 1
+    assert os.listdir(Path(root, "a")) == [f"{TEMP_PREFIX}t-dir"]
+
+
+def test_watching_a_folder_not_made_yet_opens_its_nearest_parent(root):
+    sync = FileSystemSync()
+    sync.watch(os.path.join(root, "a", "b"))
+    sync.watch("relative/never/made")  # no existing parent named: nothing to open
+    assert len(sync._fds) == 1
+    sync.sync([os.path.join(root, "a", "b")])  # not there: passed over
+    sync.close()
