@@ -200,6 +200,11 @@ def test_every_example_works_as_is(docs_page, docs_server, method, path, expecte
             for out in result["outputs"]:
                 assert size_of(docs_server.path(out["path"])) == (out["width"], out["height"]), out
                 assert docs_server.path(out["path"]).stat().st_size == out["bytes"], out
+    if (method, path) == ("POST", "/compare"):  # coffee.jpg against its redacted copy; the diff image written
+        assert (answer["width"], answer["height"]) == (600, 400) and answer["different_pixels"] > 0, answer
+        diff = docs_server.path(answer["output"])
+        assert answer["output"] == "testoutput/diff.png" and size_of(diff) == (600, 400), answer
+        assert diff.stat().st_size == answer["output_bytes"], answer
     if (method, path) == ("POST", "/jobs"):
         check_example_job(docs_server, answer)
 
