@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import psutil
 import pytest
 
 from .conftest import TESTIMAGES, Server
-from .helpers import decode, fields, folders, grew, metrics, sample, size_of, snapshot, temp_files
+from .helpers import (decode, fields, folders, grew, metrics, sample, size_of, snapshot, temp_files,
+                      write_slow_inputs)
 from .jobs_helpers import (all_results, big_jpeg_bytes, check_decodable, counts_add_up, files_under, job,
                            kill_hard, run_job, server_on, slow_folder, small_jpeg, submit, wait_job, wait_until,
                            write_bytes)
@@ -533,6 +535,40 @@ def test_a_small_job_is_not_starved_by_a_big_one(server, outdir):
     assert small["status"] == "succeeded" and small["succeeded"] == 2, small
     assert big_now["status"] == "running" and big_now["done"] < big_now["total"], \
         f"the small job only ended after the big one: {big_now}"
+
+
+def test_a_running_job_yields_the_pool_to_a_request(server_factory):
+    """README: jobs' images share the worker queue with requests "and yield to them". A job keeps
+    twice the pool's two workers' images in it, less the requests' images in flight: once the
+    job's images queued ahead of a 4-image request are done (its first output is written), the
+    queue depth (the request's images and the job's) stays at 4, where a job that did not yield
+    would keep its 4 beside them (6 or 7)."""
+    srv = server_factory(workers=2, max_jobs=1)
+    slow = write_slow_inputs(srv, 5)
+    for i in range(12):
+        write_bytes(srv.path(f"yieldsrc/{i:02d}.jpg"), srv.path(slow[0]).read_bytes())
+    ops = ["blur=kernel:151"]
+    job_id = submit(srv, folder_body("yieldsrc", "yieldout", ops))
+    wait_until(srv, job_id, lambda j: j["done"] >= 1)
+    outputs = [srv.path(f"yieldreq/{i}.jpg") for i in range(4)]
+    body = {"images": [{"input": slow[i + 1], "output": f"yieldreq/{i}.jpg"} for i in range(4)], "operations": ops}
+    samples = []  # (request outputs written, queue depth), in that order: the depth is read after the count
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(srv.client.post, "/process", json=body)
+        while not pending.done():
+            written = sum(o.exists() for o in outputs)
+            samples.append((written, sample(metrics(srv), "imgsrv_queue_depth")))
+            time.sleep(0.03)
+        answer = pending.result()
+    still = job(srv, job_id)
+    srv.client.delete(f"/jobs/{job_id}")
+    assert answer.status_code == 200 and answer.json()["summary"]["succeeded"] == 4, answer.text
+    assert still["status"] == "running", f"the job ended before the request: nothing was tested {still}"
+    while_served = [depth for written, depth in samples if 1 <= written < 4]
+    assert while_served, f"the request's images were never seen between its first and last output: {samples}"
+    # one more than 4: an image written a moment before the pool counts it finished
+    assert max(while_served) <= 2 * 2 + 1, \
+        f"the job kept its images in the pool beside the request's (queue depths {while_served})"
 
 
 GRACE_COUNT = 12
