@@ -150,15 +150,16 @@ def read_input_file(path: str, max_bytes: int | None = None) -> tuple[bytes, os.
         os.close(fd)
 
 
-def atomic_write(path: str, data: bytes, rule: WriteRule | None = None) -> os.stat_result:
+def atomic_write(path: str, data: bytes, rule: WriteRule | None = None, tag: str = "") -> os.stat_result:
     """Write ``data`` at ``path`` so that a reader sees the old file or the whole new one.
 
     The bytes go to a temporary file in the same folder, are flushed to disk, and the file
     is renamed over ``path``. On any failure the temporary file is removed and whatever was
     at ``path`` before stays as it was. Missing folders are created. ``rule`` says whether a
     file already there may be replaced (default: any; the planner gives every task its rule).
+    ``tag`` marks the temporary file's name (see write_all).
     """
-    return write_all([(path, data)], rule=rule)[0]
+    return write_all([(path, data)], rule=rule, tag=tag)[0]
 
 
 def write_all(files: list[tuple[str, bytes]], sync: bool = True, rule: WriteRule | None = None,

@@ -179,6 +179,7 @@ class CompareTask:
     rule: WriteRule = WriteRule()
     format: str = ""  # of the output
     max_input_bytes: int | None = None
+    temp_tag: str = ""  # marks the temporary file (see ImageTask)
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,15 @@ class Ping:
 
 
 Task = ImageTask | RenderTask | CompareTask | Ping
+
+
+def written_paths(task: Task) -> tuple[str, ...]:
+    """The files a task writes (real absolute paths)."""
+    if isinstance(task, ImageTask):
+        return task.outputs
+    if isinstance(task, CompareTask) and task.output:
+        return (task.output,)
+    return ()
 
 
 def compression_ratio(output_bytes: int, input_bytes: int) -> float | None:

@@ -12,19 +12,41 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import secrets
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from pebble import ProcessExpired, ProcessPool
 
 from ..errors import ErrorCode
+from ..files import clean_temp_files
 from ..render.setup import init_worker, limit_decoder
 from ..render.worker import execute
-from ..tasks import Ping, Report, Task
+from ..tasks import CompareTask, ImageTask, Ping, Report, Task, written_paths
 
 log = logging.getLogger("imgsrv.executor")
+
+
+def with_own_temp_tag(task: Task) -> Task:
+    """The task with a temporary-file tag of its own, after its job's (if any): what a worker
+    killed mid-write leaves behind names this task alone, so it can be removed at once."""
+    if isinstance(task, (ImageTask, CompareTask)):
+        return replace(task, temp_tag=f"{task.temp_tag}{secrets.token_hex(4)}-")
+    return task
+
+
+def remove_left_behind(task: Task) -> None:
+    """Remove the temporary files of a task whose worker was killed (crash, time limit, lost):
+    it died before it could. Only this task's (its tag); nothing else in the folders."""
+    folders = sorted({os.path.dirname(path) for path in written_paths(task)})
+    if folders and getattr(task, "temp_tag", ""):
+        removed = clean_temp_files(folders, task.temp_tag)
+        if removed:
+            log.info("removed %d temporary file(s) a killed worker left", removed)
 
 
 class WorkerLost(Exception):
@@ -46,6 +68,7 @@ class Executor:
     def submit(self, task: Task) -> "Future[Report]":
         """Run ``task.run()`` on a worker; the future's result is the task's report, failures included."""
         out: Future = Future()
+        task = with_own_temp_tag(task)
         try:
             inner = self._submit(task)
         except Exception as exc:  # the pool itself refused (shutting down, ...)
@@ -59,17 +82,20 @@ class Executor:
             return fut.result()
         except FutureTimeout:
             self._count_crash()
+            remove_left_behind(task)
             return Report.failure(ErrorCode.TIMEOUT, f"the image took longer than {self.task_timeout:g} s; "
                                                      "its worker was replaced")
         except ProcessExpired as exc:
             self._count_crash()
             log.warning("a worker died while processing an image (exit code %s); a new one takes its place",
                         exc.exitcode)
+            remove_left_behind(task)
             return Report.failure(ErrorCode.WORKER_CRASHED,
                                   f"the worker processing this image died (exit code {exc.exitcode})")
         except WorkerLost as exc:
             self._count_crash()
             log.warning("%s", exc)
+            remove_left_behind(task)
             return Report.failure(ErrorCode.WORKER_CRASHED, str(exc))
         except Exception as exc:  # a bug in the worker, or the pool broke
             log.exception("a task failed unexpectedly")

@@ -135,7 +135,7 @@ def run_compare(task: CompareTask) -> Report:
     if task.output:
         try:
             blob = codec.encode(highlight(a, mask), task.format or format_of_path(task.output) or "")
-            st = atomic_write(task.output, blob, task.rule)
+            st = atomic_write(task.output, blob, task.rule, task.temp_tag)
         except ImageError as exc:
             return Report.failure(exc.code, exc.message, error_field="output")
         outputs.append(Output(task.output, diff.width, diff.height, len(blob), mtime_ns=st.st_mtime_ns,
