@@ -86,9 +86,10 @@ def test_a_job_of_many_files_lists_them_all_in_growing_batches(service, root):
     real = service.store.add_items
     service.store.add_items = lambda job_id, start, pairs: (added.append(len(pairs)), real(job_id, start, pairs))[1]
     job_id = folder_job(service, ops=("resize=0.1",))
-    job, _ = run(service, job_id)
+    job, runner = run(service, job_id)
     assert (job.status, job.total, job.succeeded) == ("succeeded", 90, 90)
     assert added == [16, 64, 10], "16 first, so the workers start early; then four times as many"
+    assert runner.total == 90
     assert [r.seq for r in results(service, job_id)] == list(range(90))
     assert sorted(os.listdir(Path(root, "out"))) == [f"p{i:03}.jpg" for i in range(90)]
 
@@ -218,3 +219,109 @@ def test_the_spec_the_runner_reads_is_what_was_submitted(service, root):
     out = images.decode_bytes(Path(root, "out", "img0.webp").read_bytes())
     src = images.decode_bytes(Path(root, "in", "img0.jpg").read_bytes())
     assert out.shape[:2] == (src.shape[0] // 2, src.shape[1] // 2)
+
+
+def test_a_job_keeps_or_strips_the_camera_metadata_as_asked(service, root):
+    images.exif_jpeg(Path(root, "in"), 1, "cam.jpg")
+    for metadata, kept in (("keep", True), ("strip", False)):
+        job_id = submit_job(service, operations=[parse_operation("grayscale")], metadata=metadata,
+                            images=[("in/cam.jpg", f"o/{metadata}.jpg")])
+        assert run(service, job_id)[0].status == "succeeded"
+        assert (b"ImgsrvCam" in Path(root, "o", f"{metadata}.jpg").read_bytes()) is kept, metadata
+
+
+def test_a_spec_from_before_the_overwrite_options_skips_done_images_and_protects_others(service, root):
+    photos(root, n=2)
+    first = folder_job(service)
+    run(service, first)
+    spec = json.loads(service.store.get_job(first).spec)
+    del spec["skip_existing"], spec["overwrite"]
+    service.store.create_job("older", spec)
+    job, _ = run(service, "older")
+    assert (job.status, job.skipped) == ("succeeded", 2), "skip-existing is on by default"
+    Path(root, "out", "img1.jpg").write_bytes(b"the user's")
+    spec["skip_existing"] = False
+    service.store.create_job("older2", spec)
+    job, _ = run(service, "older2")
+    assert (job.succeeded, job.failed) == (1, 1) and Path(root, "out", "img1.jpg").read_bytes() == b"the user's"
+
+
+def test_a_listing_interrupted_midway_is_resumed_without_duplicates(service, root):
+    photos(root, n=5)
+    job_id = folder_job(service)
+    service.store.add_items(job_id, 0, [(os.path.join("in", "img0.jpg"), os.path.join("out", "img0.jpg")),
+                                        (os.path.join("in", "img1.jpg"), os.path.join("out", "img1.jpg"))])
+    service.store.start_job(job_id)  # the run that listed those two was killed
+    seen: list[Progress] = []
+    job, runner = run(service, job_id, on_result=seen.append)
+    assert (job.status, job.total, job.succeeded) == ("succeeded", 5, 5)
+    assert [r.input for r in results(service, job_id)] == [os.path.join("in", f"img{i}.jpg") for i in range(5)]
+    assert runner.total == 5
+
+
+def test_a_job_of_more_images_than_one_fetch_does_them_all(service, root):
+    import cv2
+    import numpy as np
+
+    folder = Path(root, "in")
+    folder.mkdir()
+    ok, blob = cv2.imencode(".png", np.full((8, 8), 128, np.uint8))
+    for i in range(300):
+        (folder / f"t{i:03}.png").write_bytes(blob.tobytes())
+    job_id = submit_job(service, operations=[parse_operation("flip=vertical")],
+                        images=[(f"in/t{i:03}.png", f"o/t{i:03}.png") for i in range(300)])
+    seen: list[Progress] = []
+    job, _ = run(service, job_id, on_result=seen.append)
+    assert (job.status, job.done, job.succeeded) == ("succeeded", 300, 300)
+    assert len(os.listdir(Path(root, "o"))) == 300
+    assert {p.total for p in seen} == {300}, "a listed job knows its total from the start"
+
+
+def test_a_job_cancelled_midway_records_every_image_it_had_in_flight(service, root):
+    photos(root, n=8)
+    job_id = folder_job(service)
+    runner = JobRunner(service, job_id)
+    runner.on_result = lambda _p: runner.cancel()
+    job = asyncio.run(runner.run())
+    assert job.status == "cancelled"
+    written = os.listdir(Path(root, "out"))
+    assert 1 <= len(written) < 8
+    assert job.done == job.succeeded == len(written) == runner.done
+    assert sorted(os.path.basename(r.output) for r in results(service, job_id)) == sorted(written)
+
+
+def test_a_write_back_error_fails_only_the_images_that_wrote(service, root, monkeypatch):
+    from app.errors import WriteError
+    from app.files import FileSystemSync
+
+    photos(root, n=1)
+
+    def broken(self, folders):
+        raise WriteError("flushing the outputs in o to disk failed: Input/output error")
+
+    monkeypatch.setattr(FileSystemSync, "sync", broken)
+    job_id = submit_job(service, operations=[parse_operation("grayscale")],
+                        images=[("in/img0.jpg", "o/a.jpg"), ("in/missing.jpg", "o/m.jpg")])
+    job, _ = run(service, job_id)
+    assert (job.status, job.failed, job.input_bytes) == ("failed", 2, 0)
+    wrote, missing = results(service, job_id)
+    assert (missing.error_code, wrote.error_code) == ("not_found", "write_error")
+    assert wrote.error_message == "flushing the outputs in o to disk failed: Input/output error"
+    assert wrote.input_bytes == os.path.getsize(Path(root, "in", "img0.jpg")) and wrote.elapsed_ms > 0
+
+
+def test_stray_temporary_files_are_found_in_the_root_and_past_a_folder_it_may_no_longer_use(service, root, tmp_path):
+    photos(root, n=2)
+    os.makedirs(Path(root, "a"))
+    job_id = submit_job(service, operations=[parse_operation("grayscale")],
+                        images=[("in/img0.jpg", "a/x.jpg"), ("in/img1.jpg", "top.jpg"), ("in/img0.jpg", "b/y.jpg")])
+    service.store.start_job(job_id)
+    os.rmdir(Path(root, "a"))
+    os.symlink(tmp_path, Path(root, "a"))  # now leads out of the root: passed over
+    strays = [Path(root, f"{TEMP_PREFIX}{temp_tag_of(job_id)}1"), Path(root, "b", f"{TEMP_PREFIX}{temp_tag_of(job_id)}2")]
+    for f in strays:
+        f.parent.mkdir(exist_ok=True)
+        f.write_bytes(b"half")
+    job, _ = run(service, job_id)
+    assert not any(f.exists() for f in strays)
+    assert (job.succeeded, job.failed) == (2, 1)
