@@ -441,8 +441,9 @@ def test_only_the_tagged_temporary_files_of_these_folders_are_removed(root):
 def test_resolve_keeps_outputs_under_their_root_and_out_of_the_state_folder(root):
     outputs, state = os.path.join(root, "outs"), os.path.join(root, ".imgsrv")
     assert resolve(root, "outs/x.jpg", "images[0].output", within=outputs) == os.path.join(outputs, "x.jpg")
-    with pytest.raises(PathOutsideRoot, match="output root"):
+    with pytest.raises(PathOutsideRoot) as exc:
         resolve(root, "elsewhere/x.jpg", "images[0].output", within=outputs)
+    assert exc.value.message == "the path 'elsewhere/x.jpg' leads outside the output root"
     with pytest.raises(PathOutsideRoot, match="state folder"):
         resolve(root, ".imgsrv/imgsrv.sqlite3", "images[0].input", sealed=state)
 
@@ -720,3 +721,38 @@ def test_watching_a_folder_not_made_yet_opens_its_nearest_parent(root):
     assert len(sync._fds) == 1
     sync.sync([os.path.join(root, "a", "b")])  # not there: passed over
     sync.close()
+
+
+def test_a_link_at_the_outputs_name_is_replaced_never_written_through(root, outside):
+    os.symlink(outside, os.path.join(root, "to-folder.jpg"))
+    os.symlink(os.path.join(outside, "secret.jpg"), os.path.join(root, "to-file.jpg"))
+    secret = Path(outside, "secret.jpg").read_bytes()
+    write_all([(os.path.join(root, "to-folder.jpg"), b"new"), (os.path.join(root, "to-file.jpg"), b"new2")],
+              rule=WriteRule(Overwrite.ALWAYS))
+    assert not os.path.islink(os.path.join(root, "to-folder.jpg"))
+    assert Path(root, "to-folder.jpg").read_bytes() == b"new" and Path(root, "to-file.jpg").read_bytes() == b"new2"
+    assert sorted(os.listdir(outside)) == ["secret.jpg"] and Path(outside, "secret.jpg").read_bytes() == secret
+
+
+def test_reading_from_a_missing_folder_creates_nothing(root):
+    with pytest.raises(NotFound):
+        read_input(os.path.join(root, "no", "such", "a.jpg"))
+    assert os.listdir(root) == []
+
+
+def test_a_sync_passes_over_missing_folders_and_flushes_the_others(root, monkeypatch):
+    calls: list[int] = []
+    monkeypatch.setattr(storage, "_syncfs", lambda fd: calls.append(fd) or 0)
+    sync = FileSystemSync()
+    sync.sync([os.path.join(root, "gone"), root])
+    sync.close()
+    assert len(calls) == 1
+
+
+def test_stray_temporary_files_are_counted_and_links_left_alone(root):
+    for i in range(3):
+        Path(root, f"{TEMP_PREFIX}t-{i}").write_bytes(b"")
+    Path(root, "target").write_bytes(b"keep")
+    os.symlink(os.path.join(root, "target"), os.path.join(root, f"{TEMP_PREFIX}t-link"))
+    assert clean_temp_files([root], "t-") == 3
+    assert sorted(os.listdir(root)) == sorted([f"{TEMP_PREFIX}t-link", "target"])

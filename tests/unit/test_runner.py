@@ -228,6 +228,13 @@ def test_a_job_keeps_or_strips_the_camera_metadata_as_asked(service, root):
                             images=[("in/cam.jpg", f"o/{metadata}.jpg")])
         assert run(service, job_id)[0].status == "succeeded"
         assert (b"ImgsrvCam" in Path(root, "o", f"{metadata}.jpg").read_bytes()) is kept, metadata
+    spec = json.loads(service.store.get_job(job_id).spec)
+    del spec["metadata"]  # a spec from before the option: kept
+    service.store.create_job("older", spec)
+    service.store.add_items("older", 0, [("in/cam.jpg", "o/older.jpg")])
+    service.store.mark_enumerated("older")
+    assert run(service, "older")[0].status == "succeeded"
+    assert b"ImgsrvCam" in Path(root, "o", "older.jpg").read_bytes()
 
 
 def test_a_spec_from_before_the_overwrite_options_skips_done_images_and_protects_others(service, root):

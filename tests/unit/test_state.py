@@ -332,3 +332,10 @@ def test_deleting_jobs_gives_the_space_back_to_the_file_system(store):
     assert size_on_disk() < full / 4
     freelist = sqlite3.connect(store.path).execute("PRAGMA freelist_count").fetchone()[0]
     assert freelist < 10
+
+
+def test_jobs_are_listed_fifty_at_a_time_unless_asked(store):
+    for i in range(55):
+        store.create_job(f"j{i:02}", {})
+    assert len(store.list_jobs()) == 50
+    assert len(store.list_jobs(limit=60)) == 55
