@@ -756,3 +756,14 @@ def test_stray_temporary_files_are_counted_and_links_left_alone(root):
     os.symlink(os.path.join(root, "target"), os.path.join(root, f"{TEMP_PREFIX}t-link"))
     assert clean_temp_files([root], "t-") == 3
     assert sorted(os.listdir(root)) == sorted([f"{TEMP_PREFIX}t-link", "target"])
+
+
+def test_a_subfolder_that_went_away_during_a_walk_does_not_end_it(root):
+    for name in ["x.jpg", "a/y.jpg", "b/z.jpg"]:
+        Path(root, name).parent.mkdir(exist_ok=True)
+        Path(root, name).write_bytes(b"x")
+    walk = walk_files(root, recursive=True)
+    assert next(walk) == "x.jpg"
+    os.unlink(Path(root, "a", "y.jpg"))
+    os.rmdir(Path(root, "a"))
+    assert list(walk) == [os.path.join("b", "z.jpg")]
