@@ -80,6 +80,9 @@ def test_a_store_made_before_api_keys_and_inode_records_is_upgraded_in_place(tmp
     check = sqlite3.connect(folder / "imgsrv.sqlite3")
     assert check.execute("PRAGMA auto_vacuum").fetchone()[0] == 2, "rebuilt once with incremental vacuum"
     check.close()
+    again = Store(folder)  # upgraded once: opening it again changes nothing
+    assert again.get_job("new").created_by == "alice"
+    again.close()
 
 
 # -- the manifest ---------------------------------------------------------------------------
