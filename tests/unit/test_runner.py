@@ -144,7 +144,7 @@ def test_a_cancelled_job_ends_cancelled_with_its_images_unrecorded(service, root
     job = asyncio.run(runner.run())
     assert job.status == "cancelled" and job.finished_at is not None
     assert not os.path.exists(Path(root, "out")) or os.listdir(Path(root, "out")) == []
-    service.store.request_cancel(job_id)  # asked through the store (another process): the same end
+    # asked through the store (the API's cancel, from another request): the same end
     job_id = submit_job(service, operations=[parse_operation("grayscale")], images=[("in/img0.jpg", "o/a.jpg")])
     service.store.request_cancel(job_id)
     job, _ = run(service, job_id)
