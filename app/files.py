@@ -385,21 +385,28 @@ class FileSystemSync:
 
 def clean_temp_files(folders: Iterable[str], tag: str) -> int:
     """Remove the temporary files marked ``tag`` (see write_all) that a writer killed mid-write
-    left in ``folders`` (not below them); returns how many."""
+    left in ``folders`` (not below them); returns how many. Each folder is opened as the
+    writer opened it, without following a link on its path (open_folder)."""
     removed = 0
     prefix = TEMP_PREFIX + tag
     for folder in folders:
         try:
-            with os.scandir(folder) as entries:
+            fd = open_folder(folder)
+        except OSError:  # gone, or a link on its path (LinkOnPath)
+            continue
+        try:
+            with os.scandir(fd) as entries:
                 stale = [e.name for e in entries if e.name.startswith(prefix) and e.is_file(follow_symlinks=False)]
+            for name in stale:
+                try:
+                    os.unlink(name, dir_fd=fd)
+                    removed += 1
+                except OSError:
+                    pass
         except OSError:
             continue
-        for name in stale:
-            try:
-                os.unlink(os.path.join(folder, name))
-                removed += 1
-            except OSError:
-                pass
+        finally:
+            os.close(fd)
     return removed
 
 

@@ -59,7 +59,7 @@ def missing(reason: str) -> NoReturn:
     """Skip for something CI provides; under IMGSRV_TEST_STRICT=1, fail instead."""
     if strict():
         pytest.fail(f"{reason}; {STRICT}=1 turns this skip into a failure: CI provides it", pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)  # also where a module needs it at import
 
 
 def require(*names: str) -> None:

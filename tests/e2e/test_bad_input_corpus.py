@@ -69,10 +69,24 @@ def cpu(p: psutil.Process) -> float:
         return 0.0
 
 
-def usage(server: Server) -> tuple[float, dict[int, tuple[psutil.Process, float, int]]]:
-    """The server process's CPU seconds; per pool worker: (process, CPU seconds, peak RSS bytes)."""
-    fs = server.fork_server()
-    workers = fs.children() if fs is not None else []
+def reset_peak_rss(pid: int) -> None:
+    """Start the process's VmHWM again from its present RSS (``5`` to clear_refs), so that a rise
+    is this case's, not an earlier case's."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def usage(server: Server, before: bool = False) -> tuple[float, dict[int, tuple[psutil.Process, float, int]]]:
+    """The server process's CPU seconds; per pool worker: (process, CPU seconds, peak RSS bytes).
+    ``before`` a case, the workers' peaks start again from now."""
+    workers = server.pool_workers(2)
+    assert len(workers) == 2, f"the pool's two workers were not found ({workers}): nothing would be measured"
+    if before:
+        for w in workers:
+            reset_peak_rss(w.pid)
     return cpu(psutil.Process(server.proc.pid)), {w.pid: (w, cpu(w), peak_rss(w.pid)) for w in workers}
 
 
@@ -166,7 +180,7 @@ def test_bad_input(corpus_server, summary, case: Case):
         before, outside_before = tree(s.data_root), tree(ctx.outside)
         jobs_before = s.get("/jobs").json() if req.path == "/jobs" else None
 
-        used_before = usage(s)
+        used_before = usage(s, before=True)
         start = time.perf_counter()
         r = _send(s, req)
         ms = (time.perf_counter() - start) * 1000.0

@@ -163,8 +163,12 @@ def test_an_unreachable_scheduler_is_a_clear_error(tmp_path):
 
 
 def test_a_worker_that_does_not_see_the_data_root_is_a_clear_error(tmp_path):
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        needs_privilege("hiding the data root from a worker needs root and unshare (a private mount namespace)")
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                            f'mount -t tmpfs none "{tmp_path}"'], capture_output=True, text=True) \
+        if shutil.which("unshare") else None
+    if probe is None or probe.returncode != 0:
+        needs_privilege("hiding the data root from a worker needs a private mount namespace (unshare -m) "
+                        f"and a tmpfs mount in it: {probe.stderr.strip()[:200] if probe else 'no unshare'}")
     hidden = tmp_path / "shared"
     (hidden / "src").mkdir(parents=True)
     c = Cluster(tmp_path, workers=0)

@@ -220,7 +220,8 @@ def _swap_while_queued(srv, tmp_path, swap: list[str], output: str) -> dict:
     # The queued request is planned (its paths checked) within milliseconds of its admission; the
     # server reports no such moment, so this pause is a margin, not a proof: had the swap come
     # first, the request would be refused with 403 and the test fails below on that, never passes.
-    time.sleep(0.3)
+    # A second leaves a busy machine room; the slow image takes several (checked next).
+    time.sleep(1.0)
     assert slow.is_alive(), "the slow image ended before the swap: the test proves nothing"
     for name in swap:
         os.rename(srv.path(name), srv.path(name + ".old"))

@@ -678,8 +678,11 @@ def crash(launcher):
     assert all(not _alive(p) for p in pids), "a process of the killed server survived"
     # what a writer of this job killed mid-write leaves beside an output it had not recorded, and a
     # file another writer (another job, still running) is writing in the same folder
-    planted = write_bytes(root / "crashout" / f"{TEMP_PREFIX}{temp_tag_of(job_id)}killedmidwrite", big_jpeg_half())
-    foreign = write_bytes(root / "crashout" / f"{TEMP_PREFIX}{temp_tag_of('f' * 32)}inflight", big_jpeg_half())
+    # named as a writer of the job names them: the job's tag, the task's own, then a random part
+    planted = write_bytes(root / "crashout" / f"{TEMP_PREFIX}{temp_tag_of(job_id)}0a1b2c3d-0a1b2c3d4e5f",
+                          big_jpeg_half())
+    foreign = write_bytes(root / "crashout" / f"{TEMP_PREFIX}{temp_tag_of('f' * 32)}0a1b2c3d-0a1b2c3d4e5f",
+                          big_jpeg_half())
     second = server_on(launcher, root, "crash_restart", workers=2)
     final = wait_job(second, job_id)
     results = all_results(second, job_id)

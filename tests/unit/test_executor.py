@@ -1,4 +1,5 @@
-"""The process pool's start-up: the engine is handed over only once every worker answers.
+"""The process pool's start-up: the engine is handed over only once every worker answers;
+and what a worker killed mid-write leaves behind is removed, and nothing else.
 
 A pool shut down while one of its workers is still starting (the command line stopping at an
 invalid argument right after start-up) makes that worker die with a traceback on stderr.
@@ -7,14 +8,17 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Literal
 
 import pytest
 
-from app.execute.backends import Executor, ProcessExecutor
+from app.execute.backends import Executor, ProcessExecutor, remove_left_behind, with_own_temp_tag
+from app.files import TEMP_PREFIX, clean_temp_files
+from app.jobs.runner import temp_tag_of
 from app.operations import Operation
 from app.pipeline import Pipeline
-from app.tasks import ImageTask
+from app.tasks import ImageTask, Ping
 from tests import images
 
 
@@ -123,3 +127,41 @@ def test_a_crashed_worker_is_replaced_and_shutdown_waits_for_the_replacement(tmp
         executor.shutdown()
     assert len(executor.ready) == 2 and executor.ready - first, \
         f"shutdown should wait for the replacement worker: {first} -> {executor.ready}"
+
+
+# -- temporary files of a worker killed mid-write ---------------------------------------------------
+
+
+def test_each_task_gets_a_temp_tag_of_its_own_after_its_jobs(tmp_path):
+    job = "0123456789abcdef0123456789abcdef"
+    task = ImageTask(str(images.testimage("chelsea.jpg")), (str(tmp_path / "x.png"),), Pipeline(()), 10**8,
+                     temp_tag=temp_tag_of(job))
+    first, second = with_own_temp_tag(task), with_own_temp_tag(task)
+    assert first.temp_tag.startswith(temp_tag_of(job)) and second.temp_tag.startswith(temp_tag_of(job))
+    assert first.temp_tag != second.temp_tag, "two tasks of one job share a tag"
+    # a resumed job finds what a killed task of it left
+    (tmp_path / f"{TEMP_PREFIX}{first.temp_tag}0a1b2c3d4e5f").write_bytes(b"half")
+    assert clean_temp_files([str(tmp_path)], temp_tag_of(job)) == 1
+
+
+def test_what_a_killed_task_left_is_removed_and_nothing_else(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    task = with_own_temp_tag(ImageTask(str(images.testimage("chelsea.jpg")),
+                                       (str(out / "t_0.png"), str(out / "t_1.png")), Pipeline(()), 10**8))
+    other = with_own_temp_tag(replace(task, temp_tag=""))
+    mine = [out / f"{TEMP_PREFIX}{task.temp_tag}{n}" for n in ("0a1b2c3d4e5f", "f5e4d3c2b1a0")]
+    others = [out / f"{TEMP_PREFIX}{other.temp_tag}0a1b2c3d4e5f",  # another request's image, still writing
+              out / f"{TEMP_PREFIX}{temp_tag_of('fedcba9876543210fedcba98')}0a1b2c3d-0a1b2c3d4e5f",  # a job's
+              out / f"{TEMP_PREFIX}0a1b2c3d4e5f",  # an untagged writer's
+              out / "t_0.png", out / "photo.jpg"]
+    for path in mine + others:
+        path.write_bytes(b"x")
+    remove_left_behind(task)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in others)
+
+
+def test_a_task_that_writes_nothing_removes_nothing(tmp_path):
+    (tmp_path / f"{TEMP_PREFIX}0a1b2c3d4e5f").write_bytes(b"x")
+    remove_left_behind(with_own_temp_tag(Ping()))
+    assert [p.name for p in tmp_path.iterdir()] == [f"{TEMP_PREFIX}0a1b2c3d4e5f"]
