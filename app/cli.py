@@ -177,7 +177,6 @@ def run(args: argparse.Namespace) -> int:
             bar.update(1)
 
         async def go():
-            nonlocal interrupted
             runner = JobRunner(service, job_id, on_result)
 
             def stop() -> None:

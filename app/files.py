@@ -425,7 +425,7 @@ def walk_files(folder: str, pattern: str = "*", recursive: bool = False) -> Iter
         subdirs = []
         for entry in entries:
             name = os.path.join(rel, entry.name) if rel else entry.name
-            if entry.name.startswith(".") or entry.name.startswith(TEMP_PREFIX):
+            if entry.name.startswith("."):  # hidden files, the state folder, temporary files (TEMP_PREFIX)
                 continue
             if entry.is_dir(follow_symlinks=False):
                 if recursive:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
-from .tasks import Expected, JobStatus, Output, Owned, Report, Status
+from .tasks import Expected, JobStatus, Output, Owned, Report, Status, Totals
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest (
@@ -84,7 +84,7 @@ CREATE INDEX IF NOT EXISTS job_items_status ON job_items (job_id, status, seq);
 CREATE INDEX IF NOT EXISTS job_items_output ON job_items (job_id, output);
 """
 
-ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+ACTIVE = tuple(s for s in JobStatus if s.active)
 
 
 @dataclass
@@ -344,18 +344,12 @@ class Store:
         """Record a batch of results ``(seq, report, output names)`` with the counters, and what
         the succeeded images wrote in the manifest (made by ``pipeline``, its digest)."""
         items = []
-        counts = {Status.OK: 0, Status.ERROR: 0, Status.SKIPPED: 0}
-        outputs = in_bytes = out_bytes = 0
         for seq, rep, names in results:
             outs = [{"path": n, "width": o.width, "height": o.height, "bytes": o.bytes,
                      **({"faces": o.faces} if o.faces is not None else {})} for n, o in zip(names, rep.outputs)]
             items.append((rep.status, rep.input_bytes, json.dumps(outs), rep.error_code, rep.error_message,
                           rep.elapsed_ms, job_id, seq))
-            counts[rep.status] += 1
-            if rep.status == Status.OK:
-                outputs += len(rep.outputs)
-                in_bytes += rep.input_bytes
-                out_bytes += sum(o.bytes for o in rep.outputs)
+        t = Totals.of(rep for _seq, rep, _names in results)
         manifest = self._manifest_of([rep for _seq, rep, _names in results], pipeline)
         with self._tx() as db:
             cur = db.executemany("UPDATE job_items SET status = ?, input_bytes = ?, outputs = ?, error_code = ?, "
@@ -366,8 +360,8 @@ class Store:
             db.execute("UPDATE jobs SET done = done + ?, succeeded = succeeded + ?, failed = failed + ?, "
                        "skipped = skipped + ?, outputs = outputs + ?, input_bytes = input_bytes + ?, "
                        "output_bytes = output_bytes + ? WHERE id = ?",
-                       (len(items), counts[Status.OK], counts[Status.ERROR], counts[Status.SKIPPED], outputs, in_bytes,
-                        out_bytes, job_id))
+                       (t.images, t.succeeded, t.failed, t.skipped, t.outputs, t.input_bytes, t.output_bytes,
+                        job_id))
             self._write_manifest(db, manifest)
             self._write_owned(db, (o for _seq, r, _names in results if r.status == Status.OK for o in r.outputs),
                               job_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from .errors import ErrorCode
 from .formats import format_of_path
@@ -198,6 +198,30 @@ def written_paths(task: Task) -> tuple[str, ...]:
     if isinstance(task, CompareTask) and task.output:
         return (task.output,)
     return ()
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What image reports add up to; outputs and bytes count the succeeded images only (the
+    summary of /process and a job's counters alike)."""
+
+    images: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    outputs: int = 0
+    input_bytes: int = 0
+    output_bytes: int = 0
+
+    @classmethod
+    def of(cls, reports: "Iterable[Report]") -> "Totals":
+        reports = list(reports)
+        ok = [r for r in reports if r.status == Status.OK]
+        return cls(images=len(reports), succeeded=len(ok),
+                   failed=sum(r.status == Status.ERROR for r in reports),
+                   skipped=sum(r.status == Status.SKIPPED for r in reports),
+                   outputs=sum(len(r.outputs) for r in ok), input_bytes=sum(r.input_bytes for r in ok),
+                   output_bytes=sum(o.bytes for r in ok for o in r.outputs))
 
 
 def compression_ratio(output_bytes: int, input_bytes: int) -> float | None:

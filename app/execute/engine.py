@@ -117,15 +117,13 @@ class Engine:
         names = [op.op for op in pipeline.operations] if pipeline is not None else []  # type: ignore[attr-defined]
         self.metrics.observe_image(report.status, names, report.timings, report.error_code)
 
-    def submit(self, task: Task, *, admitted: bool, pipeline: Pipeline | None = None,
-               observe: bool = True) -> "asyncio.Future[Report]":
-        """Run ``task`` on the pool; its report. An ``admitted`` task's room is released as it
-        finishes; with ``observe`` its image is counted then (jobs count theirs once recorded)."""
+    def submit(self, task: Task, *, pipeline: Pipeline | None = None, observe: bool = True) -> "asyncio.Future[Report]":
+        """Run an admitted ``task`` (``admit`` first) on the pool; its report. Its room is released
+        as it finishes; with ``observe`` its image is counted then (jobs count theirs once recorded)."""
         fut = self.executor.submit(task)
 
         def done(f) -> None:
-            if admitted:
-                self.release(1)  # room frees up image by image
+            self.release(1)  # room frees up image by image
             if observe:
                 self.observe(f.result(), pipeline)
 
@@ -174,12 +172,12 @@ class Engine:
 
     async def run(self, tasks: Sequence[Task], pipeline: Pipeline | None) -> list[Report]:
         """Run admitted tasks (``admit`` first); their reports in order."""
-        return list(await asyncio.gather(*(self.submit(t, admitted=True, pipeline=pipeline) for t in tasks)))
+        return list(await asyncio.gather(*(self.submit(t, pipeline=pipeline) for t in tasks)))
 
     async def run_one(self, task: Task, pipeline: Pipeline | None = None, observe: bool = True) -> Report:
         """Admit and run one task (an upload, a comparison); its report."""
         self.admit(1)
-        return await self.submit(task, admitted=True, pipeline=pipeline, observe=observe)
+        return await self.submit(task, pipeline=pipeline, observe=observe)
 
     def close(self) -> None:
         self._io.shutdown(wait=True)

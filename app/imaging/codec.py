@@ -40,6 +40,11 @@ class Header:
     orientation: int  # EXIF orientation 1..8 (1 = upright)
     exif: bytes | None  # the raw EXIF block of a JPEG ("Exif\0\0" + TIFF data)
 
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """(width, height) once turned upright: orientations 5-8 swap the sides."""
+        return (self.height, self.width) if self.orientation >= 5 else (self.width, self.height)
+
 
 def probe(data: bytes, max_pixels: int) -> Header:
     """Parse the header; refuse what is not an image or has more than ``max_pixels`` pixels."""

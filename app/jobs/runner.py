@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ErrorCode, ImgsrvError, WriteError
-from ..files import FileSystemSync, clean_temp_files, resolve, walk_files
+from ..files import FileSystemSync, clean_temp_files, walk_files
 from ..operations import parse_operation
 from ..pipeline import Pipeline
 from ..plan import PlannedImage, mirrored_output
@@ -177,8 +177,7 @@ class JobRunner:
 
     def _enumerate(self, spec: dict[str, Any]) -> None:
         src = spec["source"]
-        root = str(self.service.settings.data_root)
-        folder = resolve(root, src["dir"], "source.dir")
+        folder = self.service.planner.input_path(src["dir"], "source.dir")
         seq = self.store.item_count(self.job_id)  # items of an interrupted enumeration are kept
         skip = seq
         batch: list[tuple[str, str]] = []

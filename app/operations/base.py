@@ -4,7 +4,7 @@ and the helpers of the string form."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,9 +24,6 @@ class Item:
     image: np.ndarray
     suffix: tuple[int, ...] = ()
     faces: list[Box] | None = field(default=None)
-
-    def with_image(self, image: np.ndarray) -> "Item":
-        return replace(self, image=image)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def render(source: Source, header: Header, pipeline: Pipeline, fmt: str, max_pix
            timings: Timings) -> list[Output]:
     """The encoded outputs of one input, in memory (``blob`` set, ``path`` None). An image the
     pipeline's budget cannot afford is refused before it is decoded (TooLarge)."""
-    w, h = (header.height, header.width) if header.orientation >= 5 else (header.width, header.height)
+    w, h = header.upright_size
     problem = pipeline.refusal(w, h)
     if problem:
         raise TooLarge(f"{problem} (the image is {w}x{h})")

@@ -18,7 +18,7 @@ def render_pixels(data: bytes, header: Header, pipeline: Pipeline, fmt: str, max
     """Decode (at reduced size or in gray when the first operation allows it), run the
     operations, encode each item: the outputs of one input, in memory."""
     t = time.perf_counter()
-    w, h = (header.height, header.width) if header.orientation >= 5 else (header.width, header.height)
+    w, h = header.upright_size
     plan = pipeline.plan_decode(w, h)
     image = codec.decode(data, header, plan.reduce, plan.gray)
     del data

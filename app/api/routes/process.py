@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from ...errors import TooManyImages
 from ...plan import PlannedImage
 from ...service import Service
-from ...tasks import Output, Report, Status, compression_ratio
+from ...tasks import Output, Report, Status, Totals, compression_ratio
 from ..bodies import openapi_body, read_json
 from ..deps import ServiceDep
 from ..schemas import (
@@ -69,17 +69,14 @@ def build_response(planned: Sequence[PlannedImage], reports: Sequence[Report], e
             input=p.input, status=rep.status, input_bytes=rep.input_bytes, outputs=_outputs(p.outputs, rep.outputs),
             error=ErrorInfo(code=rep.error_code, message=rep.error_message) if rep.status == Status.ERROR else None,
             elapsed_ms=rep.elapsed_ms))
-    return ProcessResponse(results=results, summary=summarize(results, elapsed_ms))
+    return ProcessResponse(results=results, summary=summarize(reports, elapsed_ms))
 
 
-def summarize(results: Sequence[ImageResult], elapsed_ms: float) -> Summary:
-    ok = [r for r in results if r.status == Status.OK]
-    in_bytes = sum(r.input_bytes for r in ok)
-    out_bytes = sum(o.bytes for r in ok for o in r.outputs)
-    return Summary(images=len(results), succeeded=len(ok), failed=sum(r.status == Status.ERROR for r in results),
-                   skipped=sum(r.status == Status.SKIPPED for r in results), outputs=sum(len(r.outputs) for r in ok),
-                   input_bytes=in_bytes, output_bytes=out_bytes,
-                   compression_ratio=compression_ratio(out_bytes, in_bytes), elapsed_ms=round(elapsed_ms, 3))
+def summarize(reports: Sequence[Report], elapsed_ms: float) -> Summary:
+    t = Totals.of(reports)
+    return Summary(images=t.images, succeeded=t.succeeded, failed=t.failed, skipped=t.skipped, outputs=t.outputs,
+                   input_bytes=t.input_bytes, output_bytes=t.output_bytes,
+                   compression_ratio=compression_ratio(t.output_bytes, t.input_bytes), elapsed_ms=round(elapsed_ms, 3))
 
 
 async def process_request(body: ProcessRequest, service: Service) -> ProcessResponse:
