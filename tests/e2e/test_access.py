@@ -15,6 +15,8 @@ import pytest
 
 from imgsrv_client import Client, Unauthorized
 
+from tests.server_process import ServerProcess
+
 from .conftest import PROJECT_ROOT, free_port
 from .helpers import snapshot, wait_for_log
 
@@ -183,22 +185,9 @@ def test_without_keys_only_loopback_is_served(tmp_path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2, out
     assert "IMGSRV_API_KEYS" in out and "0.0.0.0" in out
-    for env in ({"IMGSRV_ALLOW_ANONYMOUS": "true"}, {"IMGSRV_API_KEYS": "a:b"}):
-        proc = _start(["--host", "0.0.0.0", "--port", port], IMGSRV_DATA_ROOT=str(tmp_path), **env)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, proc.stdout.read()  # type: ignore[union-attr]
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
+    for i, settings in enumerate(({"allow_anonymous": "true"}, {"api_keys": "a:b"})):
+        # served: it answers GET /health (start() raises ServerStartError otherwise)
+        ServerProcess(tmp_path, tmp_path / f"served{i}.log", settings, args=("--host", "0.0.0.0")).start().stop()
 
 
 def test_a_request_cannot_write_fields_into_the_log(keyed):

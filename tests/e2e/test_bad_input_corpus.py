@@ -22,7 +22,7 @@ import pytest
 
 from .conftest import Server
 from .corpus import CASES, Case, Cost, Ctx, Req
-from .helpers import STATE_DIR, TEMP_PREFIX, sha256
+from .helpers import STATE_DIR, TEMP_PREFIX, cpu_seconds, sha256
 
 
 def tree(root: Path) -> dict[str, tuple]:
@@ -61,21 +61,13 @@ def peak_rss(pid: int) -> int:
     return 0
 
 
-def cpu(p: psutil.Process) -> float:
-    try:
-        t = p.cpu_times()
-        return t.user + t.system
-    except psutil.Error:
-        return 0.0
-
-
 def reset_peak_rss(pid: int) -> None:
     """Start the process's VmHWM again from its present RSS (``5`` to clear_refs), so that a rise
     is this case's, not an earlier case's."""
     try:
         with open(f"/proc/{pid}/clear_refs", "w") as f:
             f.write("5")
-    except OSError:
+    except FileNotFoundError:  # the worker has just gone; any other failure is the test's
         pass
 
 
@@ -87,7 +79,8 @@ def usage(server: Server, before: bool = False) -> tuple[float, dict[int, tuple[
     if before:
         for w in workers:
             reset_peak_rss(w.pid)
-    return cpu(psutil.Process(server.proc.pid)), {w.pid: (w, cpu(w), peak_rss(w.pid)) for w in workers}
+    return (cpu_seconds(psutil.Process(server.proc.pid)),
+            {w.pid: (w, cpu_seconds(w), peak_rss(w.pid)) for w in workers})
 
 
 def cost(before, after) -> Cost:

@@ -382,8 +382,10 @@ def test_invalid_job_is_refused_and_nothing_recorded(server, body, status, field
     # Nothing started, and nothing can start later: the server reports no job queued or running
     # (a job runs only from its record), no image in the pool and none finished since.
     after = metrics(server)
-    assert [sample(after, "imgsrv_jobs", status=s) for s in ("queued", "running")] == [0, 0], "a job is active"
-    assert sample(after, "imgsrv_queue_depth") == 0, "images of the refused job are in the pool"
+    active = [sample(m, "imgsrv_jobs", status=s) for m in (before, after) for s in ("queued", "running")]
+    assert active[2:] == active[:2], f"a job became active (queued, running: {active[:2]} -> {active[2:]})"
+    assert sample(after, "imgsrv_queue_depth") <= sample(before, "imgsrv_queue_depth"), \
+        "images of the refused job are in the pool"
     assert grew(before, after, "imgsrv_images_total") == 0, "images were processed for a refused job"
     assert snapshot(server.data_root) == before_files, "a refused job changed files"
     assert folders(server.data_root) == before_dirs, "a refused job made folders"
@@ -517,6 +519,9 @@ def test_deleting_a_finished_job_forgets_it_and_changes_no_file(server, lifecycl
     for key in ("status", "total", "done", "succeeded", "failed", "skipped", "finished_at"):
         assert r.json()[key] == j[key], f"the answer is not the job as it was: {key}"
     assert server.client.get(f"/jobs/{j['id']}").status_code == 404
+    assert server.client.get(f"/jobs/{j['id']}/results").status_code == 404
+    assert j["id"] not in [x["id"] for x in server.get("/jobs").json()["jobs"]]
+    assert server.client.delete(f"/jobs/{j['id']}").status_code == 404, "a forgotten job is deleted once"
     assert files_under(server.path("out/lifecycle")) == before
 
 

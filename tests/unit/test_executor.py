@@ -161,7 +161,9 @@ def test_what_a_killed_task_left_is_removed_and_nothing_else(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in others)
 
 
-def test_a_task_that_writes_nothing_removes_nothing(tmp_path):
+def test_a_task_without_a_tag_of_its_own_or_without_files_removes_nothing(tmp_path):
     (tmp_path / f"{TEMP_PREFIX}0a1b2c3d4e5f").write_bytes(b"x")
     remove_left_behind(with_own_temp_tag(Ping()))
+    # not tagged by its backend: its files cannot be told from other writers', so none goes
+    remove_left_behind(ImageTask(str(images.testimage("chelsea.jpg")), (str(tmp_path / "x.png"),), Pipeline(()), 10**8))
     assert [p.name for p in tmp_path.iterdir()] == [f"{TEMP_PREFIX}0a1b2c3d4e5f"]

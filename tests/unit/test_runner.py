@@ -326,9 +326,11 @@ def test_stray_temporary_files_are_found_in_the_root_and_past_a_folder_it_may_no
     os.rmdir(Path(root, "a"))
     os.symlink(tmp_path, Path(root, "a"))  # now leads out of the root: passed over
     strays = [Path(root, f"{TEMP_PREFIX}{temp_tag_of(job_id)}1"), Path(root, "b", f"{TEMP_PREFIX}{temp_tag_of(job_id)}2")]
-    for f in strays:
+    past_the_link = tmp_path / f"{TEMP_PREFIX}{temp_tag_of(job_id)}3"  # outside the root: not the job's to touch
+    for f in [*strays, past_the_link]:
         f.parent.mkdir(exist_ok=True)
         f.write_bytes(b"half")
     job, _ = run(service, job_id)
     assert not any(f.exists() for f in strays)
+    assert past_the_link.exists(), "the clean-up followed a link out of the root"
     assert (job.succeeded, job.failed) == (2, 1)
