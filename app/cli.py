@@ -11,6 +11,7 @@ import sys
 from pydantic import ValidationError
 
 from .config import Settings
+from .tasks import Overwrite
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(threadName)s %(name)s: %(message)s"
 
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from .jobs.runner import JobRunner
     from .operations import parse_operation
     from .service import Service
-    from .tasks import Overwrite, Status, compression_ratio
+    from .tasks import Status, compression_ratio
 
     operations = []
     for text in args.op:
@@ -273,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--executor", help="process (default), thread or dask://HOST:PORT")
     r.add_argument("--metadata", choices=("keep", "strip"), default="keep", help="EXIF of JPEG inputs")
     r.add_argument("--no-skip", action="store_true", help="process every image even when its outputs are up to date")
-    r.add_argument("--overwrite", choices=("own", "never", "always"), default="own",
+    r.add_argument("--overwrite", choices=[o.value for o in Overwrite], default=Overwrite.OWN.value,
                    help="a file already at an output path: own (default) replaces only a file imgsrv wrote and "
                         "that is unchanged since, never replaces none, always replaces any")
     r.add_argument("--state-dir", help="where the manifest and the job record live (default IMGSRV_STATE_DIR, "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from functools import partial
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -71,7 +72,8 @@ async def read_json(request: Request, model: type[M], max_images: int | None = N
     images = data.get("images") if isinstance(data, dict) else None
     if max_images is not None and isinstance(images, list) and len(images) > max_images:
         raise TooManyImages(f"{len(images)} images in one request; at most {max_images} (submit a job for more)")
-    whole = _as_fastapi_would(model)
+    # as FastAPI validates a body (from attributes too): null, a list or a number is model_attributes_type
+    whole = partial(model.model_validate, from_attributes=True)
     if not isinstance(images, list) or len(images) <= CHUNK:
         return validate(whole, data)
     head = validate(whole, {**data, "images": images[:1]})
@@ -86,12 +88,6 @@ async def read_json(request: Request, model: type[M], max_images: int | None = N
     if errors:
         raise RequestValidationError(errors)
     return head.model_copy(update={"images": specs})
-
-
-def _as_fastapi_would(model: type[M]):
-    """FastAPI validates a body from attributes too: ``null``, a list or a number is then
-    ``model_attributes_type``, as on the routes whose body FastAPI reads itself."""
-    return lambda data: model.model_validate(data, from_attributes=True)
 
 
 def validate(check, data: Any, where: tuple = (), offset: int = 0) -> Any:

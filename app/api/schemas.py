@@ -1,6 +1,7 @@
 """Request and response bodies of the HTTP API (the contract of SPEC.md)."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, GetJsonSchemaHandler, model_validator
@@ -10,7 +11,7 @@ from pydantic_core import core_schema as cs
 from ..errors import ErrorCode
 from ..formats import Format, parse_format
 from ..operations import AnyOperation, OPERATIONS, tokenize
-from ..tasks import JobStatus, Overwrite, Status
+from ..tasks import JobStatus, Overwrite, Status, Totals, compression_ratio
 
 
 class _StringOrObject:
@@ -113,6 +114,11 @@ class Summary(BaseModel):
     output_bytes: int
     compression_ratio: float | None = Field(description="output bytes over input bytes of the succeeded images")
     elapsed_ms: float
+
+    @classmethod
+    def of(cls, totals: Totals, elapsed_ms: float) -> "Summary":
+        return cls(**asdict(totals), compression_ratio=compression_ratio(totals.output_bytes, totals.input_bytes),
+                   elapsed_ms=round(elapsed_ms, 3))
 
 
 class ProcessResponse(BaseModel):

@@ -111,7 +111,7 @@ async def _render(request: Request, service: Service) -> Response:
     if "format" in parts:
         fmt = parse_format(parts["format"][-1].data.decode("utf-8", "replace"))
         if fmt not in RENDER_FORMATS:
-            raise InvalidRequest("format must be jpeg, png or webp", "format")
+            raise InvalidRequest(f"format must be {', '.join(RENDER_FORMATS[:-1])} or {RENDER_FORMATS[-1]}", "format")
     pipeline = service.pipeline(ops)
     upload = parts["file"][0]
     task = service.planner.upload(bytes(upload.data), pipeline, fmt)

@@ -11,7 +11,7 @@ from ...errors import UnknownResource
 from ...jobs.manager import submit_job
 from ...state import ItemRow, JobRow
 from ...service import Service
-from ...tasks import JobStatus, Status, compression_ratio
+from ...tasks import JobStatus, Status, Totals
 from ..bodies import openapi_body, read_json
 from ..deps import Caller, CallerDep, JobsDep, ServiceDep
 from ..schemas import (JOB_EXAMPLE, ErrorInfo, ImageResult, JobCreated, JobInfo, JobLinks, JobList, JobRequest,
@@ -48,10 +48,9 @@ def job_info(job: JobRow) -> JobInfo:
     else:
         eta = None
     elapsed = (end - job.started_at) * 1000.0 if job.started_at else 0.0
-    summary = Summary(images=job.total, succeeded=job.succeeded, failed=job.failed, skipped=job.skipped,
-                      outputs=job.outputs, input_bytes=job.input_bytes, output_bytes=job.output_bytes,
-                      compression_ratio=compression_ratio(job.output_bytes, job.input_bytes),
-                      elapsed_ms=round(elapsed, 3))
+    summary = Summary.of(Totals(images=job.total, succeeded=job.succeeded, failed=job.failed, skipped=job.skipped,
+                                outputs=job.outputs, input_bytes=job.input_bytes, output_bytes=job.output_bytes),
+                         elapsed)
     return JobInfo(id=job.id, status=job.status, created_by=job.created_by, total=job.total, done=job.done, succeeded=job.succeeded,
                    failed=job.failed, skipped=job.skipped,
                    progress=round(job.done / job.total, 4) if job.total else (1.0 if job.finished_at else 0.0),

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from fastapi import APIRouter, Request
 
 from ...errors import TooManyImages
+from ...pipeline import Pipeline
 from ...plan import PlannedImage
 from ...service import Service
-from ...tasks import Output, Report, Status, Totals, compression_ratio
+from ...tasks import Output, Report, Status, Totals
 from ..bodies import openapi_body, read_json
 from ..deps import ServiceDep
 from ..schemas import (
@@ -45,16 +46,18 @@ PROCESS_BODY = openapi_body(ProcessRequest, {
 })
 
 
-def plan_request(body: ProcessRequest, service: Service, skip_existing: bool = False) -> list[PlannedImage]:
-    """Validate paths and names, and look up the manifest with ``skip_existing`` (blocking
-    file-system look-ups: call off the event loop; the image count is checked before)."""
+def plan_request(body: ProcessRequest, service: Service,
+                 skip_existing: bool = False) -> tuple[Pipeline, list[PlannedImage]]:
+    """The pipeline, and every image planned: paths and names checked, the manifest looked up
+    with ``skip_existing`` (blocking file-system look-ups: call off the event loop; the image
+    count is checked before)."""
     pipeline = service.pipeline(body.operations, body.options.metadata)
     outputs, limit = len(body.images) * math.prod(pipeline.fanout_shape), service.settings.max_request_outputs
     if outputs > limit:
         raise TooManyImages(f"{outputs} outputs in one request; at most {limit} (IMGSRV_MAX_REQUEST_OUTPUTS; "
                             "submit a job for more)")
-    return service.planner.images([(im.input, im.output) for im in body.images], pipeline,
-                                  skip_existing=skip_existing, overwrite=body.options.overwrite)
+    return pipeline, service.planner.images([(im.input, im.output) for im in body.images], pipeline,
+                                            skip_existing=skip_existing, overwrite=body.options.overwrite)
 
 
 def _outputs(names: Sequence[str], outputs: Sequence[Output]) -> list[OutputResult]:
@@ -69,14 +72,12 @@ def build_response(planned: Sequence[PlannedImage], reports: Sequence[Report], e
             input=p.input, status=rep.status, input_bytes=rep.input_bytes, outputs=_outputs(p.outputs, rep.outputs),
             error=ErrorInfo(code=rep.error_code, message=rep.error_message) if rep.status == Status.ERROR else None,
             elapsed_ms=rep.elapsed_ms))
-    return ProcessResponse(results=results, summary=summarize(reports, elapsed_ms))
+    return ProcessResponse(results=results, summary=Summary.of(Totals.of(reports), elapsed_ms))
 
 
-def summarize(reports: Sequence[Report], elapsed_ms: float) -> Summary:
-    t = Totals.of(reports)
-    return Summary(images=t.images, succeeded=t.succeeded, failed=t.failed, skipped=t.skipped, outputs=t.outputs,
-                   input_bytes=t.input_bytes, output_bytes=t.output_bytes,
-                   compression_ratio=compression_ratio(t.output_bytes, t.input_bytes), elapsed_ms=round(elapsed_ms, 3))
+async def read_process_body(request: Request, service: Service) -> ProcessRequest:
+    """The body of /process, /items/ and /plan (413 over IMGSRV_MAX_IMAGES_PER_REQUEST)."""
+    return await read_json(request, ProcessRequest, service.settings.max_images_per_request)
 
 
 async def process_request(body: ProcessRequest, service: Service) -> ProcessResponse:
@@ -85,14 +86,12 @@ async def process_request(body: ProcessRequest, service: Service) -> ProcessResp
     # Admission first: when the queue is full, answer 429 before spending anything on the request.
     engine.admit(len(body.images))
     try:
-        planned = await engine.offload(plan_request, body, service, body.options.skip_existing)
+        pipeline, planned = await engine.offload(plan_request, body, service, body.options.skip_existing)
     except BaseException:
         engine.release(len(body.images))
         raise
-    pipeline = planned[0].task.pipeline if planned else None  # type: ignore[union-attr]
     reports = await engine.run([p.task for p in planned], pipeline)  # type: ignore[misc]
-    if pipeline is not None:
-        await engine.offload(service.store.record, reports, pipeline.digest())
+    await engine.offload(service.store.record, reports, pipeline.digest())
     return build_response(planned, reports, (time.perf_counter() - start) * 1000.0)
 
 
@@ -103,21 +102,19 @@ async def process(request: Request, service: ServiceDep) -> ProcessResponse:
     A bad image gets status ``error`` with a code and does not stop the others. A refused
     request (422, 403, 413, 429) writes nothing.
     """
-    return await process_request(await read_json(request, ProcessRequest, service.settings.max_images_per_request), service)
+    return await process_request(await read_process_body(request, service), service)
 
 
 @router.post("/items/", response_model=ProcessResponse, responses=REFUSALS, openapi_extra=PROCESS_BODY)
 async def items(request: Request, service: ServiceDep) -> ProcessResponse:
     """The original py-image-server route: the same as ``POST /process``."""
-    return await process_request(await read_json(request, ProcessRequest, service.settings.max_images_per_request), service)
+    return await process_request(await read_process_body(request, service), service)
 
 
 @router.post("/plan", response_model=PlanResponse, responses={k: REFUSALS[k] for k in (403, 413, 422)},
              openapi_extra=PROCESS_BODY)
 async def plan(request: Request, service: ServiceDep) -> PlanResponse:
     """The normalised operations and the files each image would write; no image is read or written."""
-    body = await read_json(request, ProcessRequest, service.settings.max_images_per_request)
-    planned = await service.engine.offload(plan_request, body, service)
-    ops = planned[0].task.pipeline.normalized() if planned else []
-    return PlanResponse(operations=ops, outputs=sum(len(p.outputs) for p in planned),
+    pipeline, planned = await service.engine.offload(plan_request, await read_process_body(request, service), service)
+    return PlanResponse(operations=pipeline.normalized(), outputs=sum(len(p.outputs) for p in planned),
                         images=[PlannedImageModel(input=p.input, output=p.output, outputs=p.outputs) for p in planned])
