@@ -7,8 +7,8 @@ Two kinds of need:
   thing is missing, and FAILS instead when ``IMGSRV_TEST_STRICT=1`` (set by ``.ci/run``), so that
   CI cannot stay green without running it.
 - Privileges (mounting a filesystem, making a device node, a private mount namespace): a test
-  that cannot get them calls ``needs_privilege(...)`` and skips everywhere, CI included. The
-  README lists these tests.
+  that cannot get them calls ``needs_privilege(...)`` and skips wherever they are missing, CI
+  included. The README lists these tests.
 """
 from __future__ import annotations
 
@@ -71,5 +71,5 @@ def require(*names: str) -> None:
 
 
 def needs_privilege(reason: str) -> NoReturn:
-    """Skip everywhere, CI included: the test needs a privilege this machine does not give."""
+    """Skip, CI included: the test needs a privilege this machine does not give (not a failure under strict)."""
     pytest.skip(f"needs privileges: {reason}")
