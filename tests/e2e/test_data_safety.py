@@ -210,7 +210,7 @@ def _swap_while_queued(srv, tmp_path, swap: list[str], output: str) -> dict:
     def post(name: str, body: dict) -> None:
         answers[name] = httpx.post(srv.url + "/process", json=body, timeout=120)
 
-    slow = threading.Thread(target=post, args=("slow", one("slow/big.jpg", "slow/out.jpg", ["blur=kernel:255"])))
+    slow = threading.Thread(target=post, args=("slow", one("slow/big.jpg", "slow/out.jpg", ["blur=kernel:255"] * 3)))
     slow.start()
     _wait_for_depth(srv, 1)
     queued = threading.Thread(target=post, args=("queued", one("swapin/in.jpg", output, ["grayscale"])))
@@ -219,8 +219,9 @@ def _swap_while_queued(srv, tmp_path, swap: list[str], output: str) -> dict:
     # The queued request is planned (its paths checked) within milliseconds of its admission; the
     # server reports no such moment, so this pause is a margin, not a proof: had the swap come
     # first, the request would be refused with 403 and the test fails below on that, never passes.
-    # A second leaves a busy machine room; the slow image takes several (checked next).
-    time.sleep(1.0)
+    # Half a second leaves a busy machine room; the slow image (three wide blurs of 12 megapixels)
+    # takes several (checked next).
+    time.sleep(0.5)
     assert slow.is_alive(), "the slow image ended before the swap: the test proves nothing"
     for name in swap:
         os.rename(srv.path(name), srv.path(name + ".old"))
